@@ -1,0 +1,3 @@
+from hoi_pipeline.cli import main
+
+raise SystemExit(main())

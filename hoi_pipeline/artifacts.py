@@ -1,0 +1,157 @@
+"""Writing and reading pipeline artifacts safely.
+
+Every stage writes its output through `atomic_path`: the file is produced under a temporary name
+in the same folder and renamed only once complete, so an interrupted run never leaves a
+half-written file that a later run would trust.
+
+Per-image results (proposals, detections) share one HDF5 layout: a `filenames` (I,) dataset,
+`offsets` (I+1,) int64, and flat per-row datasets whose rows offsets[i]:offsets[i+1] belong to
+image i. `write_ragged_h5` and `RaggedH5` implement it once for all stages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, payload: object) -> None:
+    """Write JSON atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=1))
+
+
+def file_digest(path: str | os.PathLike, length: int = 16) -> str:
+    """Short SHA-256 of a file's bytes, used to record which weights or checkpoint made an output."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:length]
+
+
+def write_ragged_h5(
+    path: str | os.PathLike,
+    filenames: Sequence[str],
+    rows: Sequence[Mapping[str, np.ndarray]],
+    dtypes: Mapping[str, np.dtype | type],
+    attrs: Mapping[str, object],
+) -> None:
+    """Write per-image rows in the flat offsets layout, atomically.
+
+    `rows[i][name]` is image i's array for dataset `name` (first axis = its rows); `dtypes` names
+    every dataset and its on-disk type. Dict or list attrs are stored as JSON strings.
+    """
+    if len(filenames) != len(rows):
+        raise ValueError(f"{path}: {len(filenames)} filenames but {len(rows)} row groups")
+    counts = np.array([len(next(iter(r.values()))) if r else 0 for r in rows], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            h5.create_dataset("filenames", data=np.array(filenames, dtype=object), dtype=h5py.string_dtype())
+            h5.create_dataset("offsets", data=offsets)
+            for name, dtype in dtypes.items():
+                parts = [np.asarray(r[name], dtype=dtype) for r in rows if name in r]
+                if len(parts) != len(rows):
+                    raise ValueError(f"{path}: some images lack the '{name}' rows")
+                data = np.concatenate(parts) if parts else np.zeros((0,), dtype=dtype)
+                if len(data) != offsets[-1]:
+                    raise ValueError(f"{path}: '{name}' has {len(data)} rows, expected {offsets[-1]}")
+                chunks = (min(max(len(data), 1), 65536),) + data.shape[1:]
+                h5.create_dataset(name, data=data, chunks=chunks, compression="gzip", compression_opts=1)
+            h5.attrs["schema_version"] = SCHEMA_VERSION
+            for key, value in attrs.items():
+                h5.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+
+
+class RaggedH5:
+    """Read-only access to a flat offsets HDF5 file; opens lazily (safe to pass to DataLoader workers)."""
+
+    def __init__(self, path: str | os.PathLike, required: Sequence[str] = ()) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no such file")
+        self._h5: h5py.File | None = None
+        try:
+            with h5py.File(self.path, "r") as h5:
+                self.filenames: list[str] = [f.decode() if isinstance(f, bytes) else f for f in h5["filenames"][()]]
+                self.offsets: np.ndarray = h5["offsets"][()]
+                missing = [name for name in required if name not in h5]
+                self.attrs = {key: _decode_attr(value) for key, value in h5.attrs.items()}
+        except (OSError, KeyError) as error:
+            raise ValueError(f"{self.path}: not a readable per-image HDF5 file ({error})") from error
+        if missing:
+            raise ValueError(f"{self.path}: missing datasets {missing}")
+        if len(self.offsets) != len(self.filenames) + 1:
+            raise ValueError(f"{self.path}: offsets has {len(self.offsets)} entries for {len(self.filenames)} images")
+        self.index = {name: i for i, name in enumerate(self.filenames)}
+
+    def __len__(self) -> int:
+        return len(self.filenames)
+
+    def _file(self) -> h5py.File:
+        if self._h5 is None:
+            self._h5 = h5py.File(self.path, "r")
+        return self._h5
+
+    def rows(self, i: int, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Image i's rows of the named datasets."""
+        start, stop = int(self.offsets[i]), int(self.offsets[i + 1])
+        h5 = self._file()
+        return {name: h5[name][start:stop] for name in names}
+
+    def read_all(self, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Whole flat datasets (fast bulk access for evaluation)."""
+        h5 = self._file()
+        return {name: h5[name][()] for name in names}
+
+    def has(self, name: str) -> bool:
+        return name in self._file()
+
+    def close(self) -> None:
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_h5"] = None  # every worker opens its own handle
+        return state
+
+
+def _decode_attr(value: object) -> object:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
