@@ -22,6 +22,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from hoi_pipeline.structures import HOIDetections, Proposals
+
 SCHEMA_VERSION = 1
 
 
@@ -155,3 +157,82 @@ def _decode_attr(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+# --------------------------------------------------------------------------------------------
+# proposals (detect stage) and HOI detections (infer stage)
+
+PROPOSAL_DTYPES = {"boxes": np.float32, "scores": np.float32, "labels": np.int16}
+DETECTION_DTYPES = {
+    "boxes_h": np.float32,
+    "boxes_o": np.float32,
+    "hoi": np.int16,
+    "verb": np.int16,
+    "object": np.int16,
+    "score": np.float32,
+}
+DETECTION_FACTORS = ("score_global", "score_pair", "score_relatedness", "score_detection")
+
+
+def write_proposals(path: str | os.PathLike, proposals: Sequence[Proposals], attrs: Mapping[str, object]) -> None:
+    """Proposals of a split: filenames, offsets, boxes (M, 4), scores (M,), labels (M,) int16."""
+    rows = [{"boxes": p.boxes, "scores": p.scores, "labels": p.labels} for p in proposals]
+    write_ragged_h5(path, [p.filename for p in proposals], rows, PROPOSAL_DTYPES, attrs)
+
+
+class ProposalsFile(RaggedH5):
+    """Reader of a proposals HDF5: `file[i]` or `file.get(filename)` gives a `Proposals`."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__(path, required=tuple(PROPOSAL_DTYPES))
+
+    def __getitem__(self, i: int) -> Proposals:
+        rows = self.rows(i, tuple(PROPOSAL_DTYPES))
+        return Proposals(self.filenames[i], rows["boxes"], rows["scores"], rows["labels"])
+
+    def get(self, filename: str) -> Proposals:
+        if filename not in self.index:
+            raise KeyError(f"{self.path}: no proposals for image '{filename}'")
+        return self[self.index[filename]]
+
+
+def write_detections(
+    path: str | os.PathLike, detections: Sequence[HOIDetections], attrs: Mapping[str, object]
+) -> None:
+    """HOI detections of a split in the flat layout; factors are written when every image has them."""
+    factors = [name for name in DETECTION_FACTORS if detections and all(name in d.factors for d in detections)]
+    rows = [
+        {
+            "boxes_h": d.boxes_h,
+            "boxes_o": d.boxes_o,
+            "hoi": d.hoi,
+            "verb": d.verb,
+            "object": d.object,
+            "score": d.score,
+            **{name: d.factors[name] for name in factors},
+        }
+        for d in detections
+    ]
+    dtypes = {**DETECTION_DTYPES, **{name: np.float32 for name in factors}}
+    write_ragged_h5(path, [d.filename for d in detections], rows, dtypes, attrs)
+
+
+class DetectionsFile(RaggedH5):
+    """Reader of a detections HDF5: `file[i]` or `file.get(filename)` gives `HOIDetections`."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__(path, required=tuple(DETECTION_DTYPES))
+        self.factors = tuple(name for name in DETECTION_FACTORS if self.has(name))
+
+    def __getitem__(self, i: int) -> HOIDetections:
+        rows = self.rows(i, tuple(DETECTION_DTYPES) + self.factors)
+        return HOIDetections(
+            filename=self.filenames[i],
+            **{name: rows[name] for name in DETECTION_DTYPES},
+            factors={name: rows[name] for name in self.factors},
+        )
+
+    def get(self, filename: str) -> HOIDetections:
+        if filename not in self.index:
+            raise KeyError(f"{self.path}: no detections for image '{filename}'")
+        return self[self.index[filename]]

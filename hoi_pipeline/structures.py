@@ -8,8 +8,12 @@ Shape letters: G ground-truth pairs, M proposals / detections, A verbs, O object
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # torch stays out of the light stages' imports
+    import torch
 
 
 @dataclass(frozen=True)
@@ -157,3 +161,19 @@ class HOIDetections:
 
     def __len__(self) -> int:
         return len(self.score)
+
+
+@dataclass
+class ModelOutput:
+    """What the bi-level model predicts for a batch of B images (paper Sec. 4).
+
+    Pairs are flattened over the batch: P = sum of the images' pair counts, and `pair_image[p]`
+    says which image pair p belongs to. `pairs[p]` = (human, object) indices into that image's
+    proposals. Logits are raw (before sigmoid/softmax); score fusion lives in `scoring.py`.
+    """
+
+    global_logits: "torch.Tensor"  # (B, N) s_g = W_T v_g; zeros when the HOI recognition branch is off
+    pair_logits: "torch.Tensor"  # (P, A) s_p
+    relatedness_logits: "torch.Tensor"  # (P,) s_b
+    pairs: "torch.Tensor"  # (P, 2) int64
+    pair_image: "torch.Tensor"  # (P,) int64
