@@ -1,0 +1,40 @@
+# Human and object proposals of one dataset split with one detector (shared by every run using them).
+
+
+def detect_inputs(wildcards):
+    files = split_files(wildcards.dataset, wildcards.split)
+    detector = PROJECT.detectors[wildcards.detector]
+    inputs = {"annotations": files["annotations"]}
+    if detector.backend == "precomputed":
+        if "detections" not in files:
+            raise ValueError(
+                f"detector '{wildcards.detector}' imports precomputed detections, but "
+                f"datasets.{wildcards.dataset}.splits.{wildcards.split}.detections is not set"
+            )
+        inputs["detections"] = files["detections"]
+    inputs["weights"] = wf.local_weights(detector.weights)
+    return inputs
+
+
+rule detect:
+    input:
+        unpack(detect_inputs),
+    output:
+        "results/proposals/{dataset}/{detector}/{split}.h5",
+    params:
+        config=lambda w: wf.section_json({"detector": PROJECT.detectors[w.detector]}),
+        images=lambda w: split_files(w.dataset, w.split)["images"],
+        detections=lambda w, input: f"--detections {input.detections}" if "detections" in input.keys() else "",
+        code=code("detect"),
+    threads: 2
+    resources:
+        gpu=lambda w: int(PROJECT.detectors[w.detector].backend != "precomputed"),
+    log:
+        "results/logs/detect/{dataset}/{detector}/{split}.log",
+    benchmark:
+        "results/benchmarks/detect/{dataset}/{detector}/{split}.tsv"
+    conda:
+        "../envs/gpu.yaml"
+    shell:
+        "python -m hoi_pipeline detect --config-json {params.config:q} --annotations {input.annotations} "
+        "--split {wildcards.split} --images {params.images:q} {params.detections} --out {output} > {log} 2>&1"

@@ -1,0 +1,34 @@
+# Training from image-level labels; resumes from results/{run}/train/checkpoints/last.pt.
+
+
+def checkpoint_path(run):
+    return f"results/{wf.training_owner(RUNS, run)}/train/model.pt"
+
+
+rule train:
+    input:
+        annotations=lambda w: split_files(RUNS[w.run].dataset, split_name(w.run, "train"))["annotations"],
+        proposals=lambda w: proposals_path(w.run, split_name(w.run, "train")),
+        bank=lambda w: bank_path(w.run),
+        weights=lambda w: wf.local_weights(RUNS[w.run].clip.pretrained),
+    output:
+        "results/{run}/train/model.pt",
+    params:
+        config=lambda w: run_sections(w, "clip", "model", "loss", "train"),
+        split=lambda w: split_name(w.run, "train"),
+        images=lambda w: split_files(RUNS[w.run].dataset, split_name(w.run, "train"))["images"],
+        out_dir=lambda w: f"results/{w.run}/train",
+        code=code("train"),
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "results/logs/train/{run}.log",
+    benchmark:
+        "results/benchmarks/train/{run}.tsv"
+    conda:
+        "../envs/gpu.yaml"
+    shell:
+        "python -m hoi_pipeline train --config-json {params.config:q} --annotations {input.annotations} "
+        "--split {params.split} --images {params.images:q} --proposals {input.proposals} --bank {input.bank} "
+        "--out-dir {params.out_dir} > {log} 2>&1"
