@@ -26,6 +26,7 @@ include: "rules/embed_prompts.smk"
 include: "rules/train.smk"
 include: "rules/infer.smk"
 include: "rules/evaluate.smk"
+include: "rules/summarize.smk"
 
 
 rule all:

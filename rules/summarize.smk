@@ -1,0 +1,20 @@
+# A run and all its ablation presets (hoi_pipeline/ablations.py) in one table: results/{run}/ablations.{csv,md}.
+
+
+rule ablations:
+    input:
+        metrics=lambda w: [f"results/{name}/metrics.csv" for name in [w.run, *wf.ablation_runs(w.run)]],
+    output:
+        csv="results/{run}/ablations.csv",
+        md="results/{run}/ablations.md",
+    params:
+        names=lambda w: ["full_model", *wf.ablation_presets()],
+        code=code("summarize"),
+    wildcard_constraints:
+        run="|".join(re.escape(name) for name in PROJECT.runs),
+    log:
+        "results/logs/ablations/{run}.log",
+    conda:
+        "../envs/cpu.yaml"
+    shell:
+        "python -m hoi_pipeline summarize --metrics {input.metrics} --names {params.names} --out {output.csv} > {log} 2>&1"
