@@ -130,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, default=None, help="default: results/RUN/train/model.pt")
     p.add_argument("--out", required=True, type=Path)
 
+    p = sub.add_parser("summarize", help="collect several runs' metrics.csv into one table (.csv and .md)")
+    p.add_argument("--metrics", nargs="+", required=True, type=Path, help="metrics.csv files")
+    p.add_argument("--names", nargs="+", required=True, help="a name per metrics file")
+    p.add_argument("--out", required=True, type=Path, help="table to write (.csv; a .md is written beside it)")
+
     p = sub.add_parser("config-schema", help="print the JSON schema of config.yaml (as YAML)")
     return parser
 
@@ -191,6 +196,10 @@ def dispatch(args: argparse.Namespace) -> None:
 
         predict.run(config_file=Path(args.config), run_name=args.run, checkpoint=args.checkpoint,
                     inputs=args.images, out_dir=args.out)  # fmt: skip
+    elif command == "summarize":
+        from hoi_pipeline.stages import summarize
+
+        summarize.run(metrics=args.metrics, names=args.names, out=args.out)
     elif command == "config-schema":
         import yaml
 

@@ -19,7 +19,8 @@ def test_summarize_writes_csv_and_markdown(tmp_path):
     assert table["full"].tolist() == pytest.approx([20.5, 22.25, 10.0, 11.125])
     markdown = out.with_suffix(".md").read_text().splitlines()
     assert markdown[0] == "| run | setting | full |"
-    assert markdown[3] == "| no_ktn | default | 10.00 |"
+    assert markdown[3] == "| full_model | known_object | 22.25 |"
+    assert markdown[4] == "| no_ktn | default | 10.00 |"
 
 
 def test_summarize_names_a_missing_file(tmp_path):
