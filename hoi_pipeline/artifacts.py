@@ -85,7 +85,11 @@ def write_ragged_h5(
                 if len(data) != offsets[-1]:
                     raise ValueError(f"{path}: '{name}' has {len(data)} rows, expected {offsets[-1]}")
                 chunks = (min(max(len(data), 1), 65536),) + data.shape[1:]
-                h5.create_dataset(name, data=data, chunks=chunks, compression="gzip", compression_opts=1)
+                # maxshape lets an empty dataset (no rows in any image) have a one-row chunk
+                h5.create_dataset(
+                    name, data=data, chunks=chunks, maxshape=(None,) + data.shape[1:],
+                    compression="gzip", compression_opts=1,
+                )  # fmt: skip
             h5.attrs["schema_version"] = SCHEMA_VERSION
             for key, value in attrs.items():
                 h5.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value

@@ -1,0 +1,63 @@
+"""The `precomputed` backend: detections produced elsewhere, imported from a per-image json.
+
+The format (`hoi_pipeline.datasets.detections_json`): `{"format": "hoi-pipeline-detections",
+"version": 1, "box_format": "xyxy", "objects": [...], "images": {filename: {"boxes": [[x1, y1, x2,
+y2], ...], "scores": [...], "labels": [...]}}}`, boxes in continuous pixel coordinates (torchvision
+convention), labels indexing "objects". The reader maps labels into the dataset's object order; here
+the split's images are matched to it and the same post-processing as a live detector's is applied.
+There is no model, so this backend has no `ProposalExtractor`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from hoi_pipeline.artifacts import file_digest
+from hoi_pipeline.detection.extractor import empty_proposals
+from hoi_pipeline.detection.postprocess import PostprocessSettings, postprocess_proposals
+from hoi_pipeline.structures import Proposals
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImportedProposals:
+    """Proposals of a split's images (in its order) and how the json matched the split."""
+
+    proposals: list[Proposals]
+    missing: tuple[str, ...]  # images of the split absent from the json (empty entries)
+    extra: tuple[str, ...]  # json images not in the split (ignored)
+    weights: str  # identity of the imported file
+
+
+def import_precomputed(
+    path: str | os.PathLike,
+    filenames: Sequence[str],
+    objects: Sequence[str],
+    *,
+    settings: PostprocessSettings,
+) -> ImportedProposals:
+    """Proposals of `filenames` from a detections json; images absent from it get an empty entry."""
+    from hoi_pipeline.datasets.detections_json import read_detections_json
+
+    if "person" not in objects:
+        raise ValueError("the dataset's object classes have no 'person'")
+    person = list(objects).index("person")
+    by_image = read_detections_json(path, objects)
+    wanted = set(filenames)
+    missing = tuple(name for name in filenames if name not in by_image)
+    extra = tuple(sorted(name for name in by_image if name not in wanted))
+    proposals = [
+        postprocess_proposals(replace(by_image[name], filename=name), person=person, settings=settings)
+        if name in by_image
+        else empty_proposals(name)
+        for name in filenames
+    ]
+    if missing:
+        log.info("%s: %d of the split's %d images have no entry (no detections)", path, len(missing), len(filenames))
+    if extra:
+        log.warning("%s: %d images are not in the split and were ignored (first: %s)", path, len(extra), extra[0])
+    return ImportedProposals(proposals, missing, extra, f"file:{os.path.basename(path)}:sha256:{file_digest(path)}")
