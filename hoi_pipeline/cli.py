@@ -52,8 +52,10 @@ def resolve_sections(config_file: str | None, run: str | None, config_json: str 
         if all(name == "eval" for name in names):
             return {"eval": C.EvalConfig()}
         raise C.ConfigError("give --run NAME (with --config FILE) or --config-json")
+    from hoi_pipeline.workflow import resolve_run
+
     project = C.load_project_config(config_file or "config.yaml")
-    run_config = project.run(run)
+    run_config = resolve_run(project, run)
     dataset = project.datasets[run_config.dataset]
     available = {
         "synthetic": dataset.synthetic or C.SyntheticConfig(),
@@ -128,7 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="config.yaml")
     p.add_argument("--run", required=True)
     p.add_argument("--checkpoint", type=Path, default=None, help="default: results/RUN/train/model.pt")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--detector", default=None, help="detector name in the config (default: the run's detector)")
+    p.add_argument("--top", type=int, default=5, help="interactions drawn per image (the JSON keeps infer.top_k)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the run's infer.device)")
+    p.add_argument("--out", required=True, type=Path, help="folder for <image>.json and <image>.png")
 
     p = sub.add_parser("summarize", help="collect several runs' metrics.csv into one table (.csv and .md)")
     p.add_argument("--metrics", nargs="+", required=True, type=Path, help="metrics.csv files")
@@ -195,7 +200,8 @@ def dispatch(args: argparse.Namespace) -> None:
         from hoi_pipeline.stages import predict
 
         predict.run(config_file=Path(args.config), run_name=args.run, checkpoint=args.checkpoint,
-                    inputs=args.images, out_dir=args.out)  # fmt: skip
+                    inputs=args.images, out_dir=args.out, detector=args.detector, top=args.top,
+                    device=args.device)  # fmt: skip
     elif command == "summarize":
         from hoi_pipeline.stages import summarize
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 PACKAGE = "hoi_pipeline"
 PACKAGE_DIR = Path(__file__).resolve().parent
+# data files that a module reads at run time (they change what the stage computes too)
+DATA_FILES = {"modeling/clip_loading.py": ("model_configs",)}
 
 
 def _module_file(module: str) -> Path | None:
@@ -57,7 +59,7 @@ def _imports(path: Path) -> set[str]:
 
 
 def module_closure(module: str) -> list[Path]:
-    """Source files of `module` and every package module it imports, transitively (sorted)."""
+    """Source files of `module` and every package module it imports, transitively, plus their data files."""
     start = _module_file(module)
     if start is None:
         raise ValueError(f"{module}: not a module of {PACKAGE}")
@@ -75,6 +77,9 @@ def module_closure(module: str) -> list[Path]:
                 found = _module_file(".".join(parts[:i]))
                 if found is not None and found not in seen:
                     stack.append(found)
+    for path in list(seen):
+        for folder in DATA_FILES.get(path.relative_to(PACKAGE_DIR).as_posix(), ()):
+            seen.update(p for p in (PACKAGE_DIR / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     return sorted(seen)
 
 

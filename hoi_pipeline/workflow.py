@@ -51,6 +51,18 @@ def all_runs(project: ProjectConfig, with_ablations: bool = True) -> dict[str, R
     return runs
 
 
+def resolve_run(project: ProjectConfig, name: str) -> RunConfig:
+    """A configured run, or an ablation variant of one named `{run}/ablations/{preset}`."""
+    base, _, preset = name.partition(f"/{ABLATION_DIR}/")
+    run = project.run(base)
+    if not preset:
+        return run
+    presets = ablation_presets()
+    if preset not in presets:
+        raise ConfigError(f"unknown ablation '{preset}'; presets: {sorted(presets)}")
+    return with_overrides(run, presets[preset], f"ablation '{preset}'")
+
+
 def ablation_runs(run: str) -> list[str]:
     return [f"{run}/{ABLATION_DIR}/{preset}" for preset in ablation_presets()]
 
