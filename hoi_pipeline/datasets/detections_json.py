@@ -1,0 +1,114 @@
+"""The detections-import format: object detections made elsewhere, one json file per split.
+
+The `precomputed` detector backend reads this file instead of running a detector, so any detector
+(a DETR fine-tuned on HICO-DET, a detectron2 model on a cluster, the synthetic demo's simulated
+detector) can feed the pipeline. Layout:
+
+```
+{"format": "hoi-pipeline-detections",
+ "version": 1,
+ "box_format": "xyxy",
+ "objects": ["person", "bicycle", ...],
+ "images": {"<filename>": {"boxes": [[x1, y1, x2, y2], ...],
+                           "scores": [s, ...],
+                           "labels": [l, ...]},
+            ...}}
+```
+
+- `box_format` "xyxy": continuous pixel coordinates in the torchvision convention, (x1, y1) the
+  top-left corner and (x2, y2) the bottom-right edge of the box, so a box covering pixel columns
+  0..9 has x1 = 0, x2 = 10 (HICO-DET's 1-based inclusive boxes convert as (x1 - 1, y1 - 1, x2, y2)).
+- `objects`: the class names that `labels` index into (0-based). They are matched *by name* to the
+  dataset's object classes (HICO-DET spelling: "sports_ball", "dining_table"), so the file's class
+  order need not be the dataset's; every name must be one of the dataset's classes.
+- `images`: keyed by the image's file name as the annotation file lists it; `boxes` (M, 4),
+  `scores` (M,) in [0, 1], `labels` (M,) integers. An image may have M = 0; images of the split
+  that are absent from the file get no detections.
+
+A malformed file is a ValueError naming the file and, where it applies, the image.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from hoi_pipeline.artifacts import write_json
+from hoi_pipeline.structures import Proposals
+
+FORMAT = "hoi-pipeline-detections"
+VERSION = 1
+BOX_FORMAT = "xyxy"
+
+
+def write_detections_json(path: str | os.PathLike, proposals: Sequence[Proposals], objects: Sequence[str]) -> None:
+    """Write per-image detections (labels index `objects`) atomically in the import format."""
+    objects = [str(name) for name in objects]
+    images: dict[str, dict] = {}
+    for p in proposals:
+        if p.filename in images:
+            raise ValueError(f"{path}: image '{p.filename}' appears twice")
+        if len(p) and (p.labels.min() < 0 or p.labels.max() >= len(objects)):
+            raise ValueError(f"{path}: image '{p.filename}' has a label outside 0..{len(objects) - 1}")
+        images[p.filename] = {
+            "boxes": np.round(p.boxes.astype(np.float64), 3).tolist(),
+            "scores": np.round(p.scores.astype(np.float64), 6).tolist(),
+            "labels": p.labels.tolist(),
+        }
+    payload = {"format": FORMAT, "version": VERSION, "box_format": BOX_FORMAT, "objects": objects, "images": images}
+    write_json(path, payload)
+
+
+def read_detections_json(path: str | os.PathLike, dataset_objects: Sequence[str]) -> dict[str, Proposals]:
+    """Per-image `Proposals` (by filename) with labels mapped into `dataset_objects`' order."""
+    from hoi_pipeline.datasets.hicodet import read_json
+
+    path = Path(path)
+    payload = read_json(path)
+    if payload.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a detections file (expected \"format\": \"{FORMAT}\")")
+    if payload.get("version") != VERSION:
+        raise ValueError(f"{path}: unsupported version {payload.get('version')!r} (this reader knows {VERSION})")
+    if payload.get("box_format") != BOX_FORMAT:
+        raise ValueError(f"{path}: box_format {payload.get('box_format')!r} is not supported (use \"{BOX_FORMAT}\")")
+    names = payload.get("objects")
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ValueError(f"{path}: 'objects' must be a list of class names")
+    index = {name: i for i, name in enumerate(dataset_objects)}
+    unknown = [name for name in names if name not in index]
+    if unknown:
+        raise ValueError(f"{path}: object classes {unknown} are not classes of the dataset ({list(dataset_objects)})")
+    to_dataset = np.array([index[name] for name in names], dtype=np.int64)
+    images = payload.get("images")
+    if not isinstance(images, Mapping):
+        raise ValueError(f"{path}: 'images' must map file names to detections")
+    return {filename: _parse_entry(path, filename, entry, to_dataset) for filename, entry in images.items()}
+
+
+def _parse_entry(path: Path, filename: str, entry: object, to_dataset: np.ndarray) -> Proposals:
+    where = f"{path}: image '{filename}'"
+    if not isinstance(entry, Mapping) or not {"boxes", "scores", "labels"} <= set(entry):
+        raise ValueError(f"{where}: expected an object with 'boxes', 'scores' and 'labels'")
+    try:
+        boxes = np.asarray(entry["boxes"], dtype=np.float64)
+        scores = np.asarray(entry["scores"], dtype=np.float64)
+        labels = np.asarray(entry["labels"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: boxes, scores and labels must be numbers ({error})") from error
+    if boxes.size == 0:
+        boxes = boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{where}: boxes must have shape (M, 4), got {boxes.shape}")
+    if scores.ndim != 1 or labels.ndim != 1 or not len(boxes) == len(scores) == len(labels):
+        raise ValueError(f"{where}: {len(boxes)} boxes, {scores.size} scores and {labels.size} labels differ")
+    if not np.isfinite(boxes).all() or (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any():
+        raise ValueError(f"{where}: boxes must be finite (x1, y1, x2, y2) with x2 >= x1 and y2 >= y1")
+    if not np.isfinite(scores).all() or (scores < 0).any() or (scores > 1).any():
+        raise ValueError(f"{where}: scores must lie in [0, 1]")
+    if len(labels) and (labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= len(to_dataset)):
+        raise ValueError(f"{where}: labels must be integers in 0..{len(to_dataset) - 1} (indices into 'objects')")
+    mapped = to_dataset[labels.astype(np.int64)] if len(labels) else np.zeros(0, dtype=np.int64)
+    return Proposals(filename=filename, boxes=boxes, scores=scores, labels=mapped)
