@@ -41,12 +41,28 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Generator settings of the built-in synthetic demo scenes."""
+    """Generator settings of the built-in synthetic demo scenes (`hoi_pipeline/datasets/synthetic.py`)."""
 
     seed: int = 0
     num_train: int = 240
     num_test: int = 80
-    image_size: int = 192
+    image_size: int = 192  # square images, pixels
+    detector_miss_rate: float = 0.05  # chance that a drawn person or object gets no detection
+    detector_box_jitter: float = 0.05  # std of each box edge's noise, as a fraction of the box width/height
+    detector_false_positives: float = 1.0  # mean number of random low-score boxes per image (Poisson)
+    detector_confusion_rate: float = 0.03  # chance that an object is detected as another object class
+    detector_duplicate_rate: float = 0.1  # chance of an extra, looser and lower-scored box on a drawn instance
+
+    def __post_init__(self) -> None:
+        if self.num_train < 1 or self.num_test < 1:
+            raise ValueError(f"num_train and num_test must be >= 1, got {self.num_train} and {self.num_test}")
+        if self.image_size < 64:
+            raise ValueError(f"image_size must be >= 64, got {self.image_size}")
+        for name in ("detector_miss_rate", "detector_confusion_rate", "detector_duplicate_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.detector_box_jitter < 0 or self.detector_false_positives < 0:
+            raise ValueError("detector_box_jitter and detector_false_positives must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -69,26 +85,48 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Proposal extraction (paper: an off-the-shelf COCO Faster R-CNN; boxes only)."""
+    """Proposal extraction (paper: an off-the-shelf COCO Faster R-CNN; boxes only).
+
+    Post-processing defaults follow UPT / SCG (Zhang et al., ICCV 2021), whose detections the paper
+    uses: score threshold 0.2 for humans and objects, per-class NMS at IoU 0.5, at most 100 detections,
+    and 3 to 15 humans and 3 to 15 objects kept per image (the top 3 even below the threshold).
+    """
 
     backend: Literal["torchvision", "detectron2", "precomputed"] = "torchvision"
-    model: str = "fasterrcnn_resnet50_fpn_v2"  # a torchvision Faster R-CNN builder
-    weights: str | None = None  # local weights file; None = torchvision's COCO weights
+    model: str = "fasterrcnn_resnet50_fpn_v2"  # a torchvision Faster R-CNN builder (COCO box AP 46.7)
+    weights: str | None = None  # local weights file (torch.load weights_only); None = torchvision's COCO weights
     detectron2_config: str | None = None  # model-zoo config name or yaml path (detectron2 backend)
     label_map: str | None = None  # json: detector label id -> dataset object index; None = by class name
     batch_size: int = 4
-    num_workers: int = 2
+    num_workers: int = 2  # DataLoader workers reading images
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["fp32", "fp16", "bf16"] = "fp16"  # autocast dtype on CUDA; CPU runs fp32
-    human_score_threshold: float = 0.2
-    object_score_threshold: float = 0.2
-    nms_threshold: float = 0.5
-    max_detections: int = 100
-    min_humans: int = 3
-    max_humans: int = 15
-    min_objects: int = 3
-    max_objects: int = 15
-    on_bad_image: Literal["error", "skip"] = "error"
+    min_size: int | None = None  # detector input resize (shorter side); None = the model's own (800 for R50-FPN)
+    max_size: int | None = None  # longer side cap; None = the model's own (1333 for R50-FPN)
+    detector_score_threshold: float = 0.05  # the detector's own pre-filter (torchvision / detectron2 default)
+    human_score_threshold: float = 0.2  # UPT / SCG box_score_thresh
+    object_score_threshold: float = 0.2  # UPT / SCG box_score_thresh
+    nms_threshold: float = 0.5  # per-class NMS IoU (UPT / SCG; torchvision's box_nms_thresh)
+    max_detections: int = 100  # per image (COCO detectors' detections per image)
+    min_humans: int = 3  # UPT min_instances
+    max_humans: int = 15  # UPT max_instances, SCG max_human
+    min_objects: int = 3  # UPT min_instances
+    max_objects: int = 15  # UPT max_instances, SCG max_object
+    on_bad_image: Literal["error", "skip"] = "error"  # skip: unreadable images get no proposals, listed in attrs
+
+    def __post_init__(self) -> None:
+        for name in ("detector_score_threshold", "human_score_threshold", "object_score_threshold", "nms_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name}: {getattr(self, name)} is not in [0, 1]")
+        for name in ("batch_size", "min_size", "max_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name}: {getattr(self, name)} must be >= 1")
+        for name in ("num_workers", "max_detections", "min_humans", "max_humans", "min_objects", "max_objects"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: {getattr(self, name)} must be >= 0")
+        for low, high in (("min_humans", "max_humans"), ("min_objects", "max_objects")):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"{low} ({getattr(self, low)}) exceeds {high} ({getattr(self, high)})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -97,84 +135,157 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class ClipConfig:
-    """CLIP model for the knowledge bank (text) and the backbone (visual)."""
+    """CLIP model for the knowledge bank (text) and the backbone (visual).
+
+    Paper: OpenAI CLIP RN50 (RN101 in the larger setting); one prompt per HOI class. OpenAI weights
+    were trained with QuickGELU: with a tag they get it automatically; a local state-dict file of
+    OpenAI weights needs the `-quickgelu` model name (OpenAI's original TorchScript .pt files are
+    detected and need nothing).
+    """
 
     model: str = "RN50"  # open_clip model name (RN50, RN101, RN50-quickgelu, hoi-tiny-rn, ...)
     pretrained: str | None = "openai"  # open_clip tag, a local weights file, or None for random init
+    # prompt of each HOI class; fields {verb_ing} {article} {object} (and {verb}, the base form)
     template: str = "a person {verb_ing} {article} {object}"
-    image_size: int | None = None  # None = the model's own input size
+    image_size: int | None = None  # None = the model's own input size (RN: a multiple of 32)
+    device: str = "auto"  # device of the embed-prompts stage: auto | cpu | cuda | cuda:N
+
+    def __post_init__(self) -> None:
+        from hoi_pipeline.prompts import template_fields
+
+        template_fields(self.template)
+        if self.image_size is not None and self.image_size < 32:
+            raise ValueError(f"image_size: {self.image_size} is too small (at least 32, or null)")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The bi-level network (paper Sec. 4) and the switches of its ablations (Tables 2 and 4)."""
+    """The bi-level network (paper Sec. 4) and the switches of its ablations (Tables 2 and 4).
 
-    feature_layers: tuple[str, ...] = ("layer4",)  # RoI features from layer4, or layer3 + layer4
-    roi_size: int = 7
-    hidden_dim: int = 1024
-    spatial_dim: int = 256
+    See `hoi_pipeline/modeling/model.py` for the wiring and `hoi_pipeline/ablations.py` for the presets.
+    """
+
+    feature_layers: tuple[Literal["layer3", "layer4"], ...] = ("layer4",)  # RoI features: layer4, or layer3 + layer4
+    roi_size: int = 7  # RoI-Align output side (CLIP RN attention pool grid at 224 px)
+    hidden_dim: int = 1024  # width of F_E, F_K, F_P, F_B
+    spatial_dim: int = 256  # width of the spatial-encoding MLP (appendix C)
     use_hoi_recognition: bool = True  # global branch s_g (Table 2: w/o HOI recognition)
     bank_trainable: bool = True  # W_T trainable in the global branch (Table 2: frozen bank)
     use_knowledge_transfer: bool = True  # v_meta from W_T (Table 2: w/o KTN)
-    ktn_query: Literal["union", "pair"] = "union"  # Table 4
+    ktn_query: Literal["union", "pair"] = "union"  # KTN query: union-box feature v_u or pair feature v_p (Table 4)
     ktn_attention: Literal["softmax", "uniform", "sigmoid"] = "softmax"  # Table 4
-    bank_source: Literal["clip", "random"] = "clip"  # Table 2: random bank
+    bank_source: Literal["clip", "random"] = "clip"  # Table 2: random bank (seeded by train.seed)
+    # Table 2, other text model: the bank is embedded with this CLIP model's text tower instead of clip.model
+    # (the embed-prompts rule reads these two keys; the training stage checks the bank file against them)
+    bank_clip_model: str | None = None
+    bank_clip_pretrained: str | None = None
     backbone_source: Literal["clip", "imagenet", "coco_detector"] = "clip"  # Table 2: detector backbone
+    # weights of a torchvision backbone (imagenet: a ResNet-50 state dict; coco_detector: a Faster R-CNN
+    # R50-FPN state dict, its `backbone.body.*` is used); None = torchvision's published weights
+    backbone_weights: str | None = None
+    freeze_batchnorm: bool = True  # keep backbone BatchNorm statistics fixed (batch 24 is too small to re-estimate)
+    logit_scale_init: float = 10.0  # s_g = t * cos(W_T, v_g) + b, t learnable (SigLIP-style calibration for BCE)
+    logit_bias_init: float = -10.0  # b learnable; starts every class at a low prior
+
+    def __post_init__(self) -> None:
+        if "layer4" not in self.feature_layers or len(set(self.feature_layers)) != len(self.feature_layers):
+            raise ValueError(f"feature_layers must be ['layer4'] or ['layer3', 'layer4'], got {list(self.feature_layers)}")
+        for name in ("roi_size", "hidden_dim", "spatial_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.logit_scale_init <= 0:
+            raise ValueError(f"logit_scale_init must be > 0, got {self.logit_scale_init}")
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """L = L_g + L_p + L_b (paper Sec. 4.3)."""
+    """L = L_g + L_p + L_b (paper Sec. 4.3); every term is a mean binary cross-entropy."""
 
-    use_image_loss: bool = True  # L_g
-    use_pair_loss: bool = True  # L_p, MIL over pairs
+    use_image_loss: bool = True  # L_g, image-level HOI recognition
+    use_pair_loss: bool = True  # L_p, MIL over pairs (max over the image's pairs)
     use_relatedness_loss: bool = True  # L_b, self-taught relatedness (Table 2: w/o SRC)
-    relatedness_top_k: int = 1  # Table 5
+    relatedness_top_k: int = 1  # pseudo-positive pairs per labelled verb (Table 5)
     relatedness_warmup: int = 1000  # iterations before L_b starts ("after a short period")
     relatedness_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.relatedness_top_k < 1:
+            raise ValueError(f"relatedness_top_k must be >= 1, got {self.relatedness_top_k}")
+        if self.relatedness_warmup < 0 or self.relatedness_weight < 0:
+            raise ValueError("relatedness_warmup and relatedness_weight must be >= 0")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Paper: AdamW, lr 1e-5 backbone / 1e-4 rest, 60K iterations, batch 24, lr x0.1 at 12K and 24K."""
+    """Paper: AdamW, lr 1e-5 backbone / 1e-4 rest, 60K iterations, batch 24, lr x0.1 at 12K and 24K.
+
+    `batch_size` is the global batch (split over the GPUs under torchrun). Images are letterboxed to
+    the CLIP input size (see `hoi_pipeline/datasets/hoi_images.py`).
+    """
 
     iterations: int = 60000
     batch_size: int = 24
-    lr_backbone: float = 1e-5
-    lr_head: float = 1e-4
-    weight_decay: float = 1e-4
+    lr_backbone: float = 1e-5  # CLIP visual encoder (and its attention pool)
+    lr_head: float = 1e-4  # everything else: bank W_T, F_E, F_K, F_P, F_B, spatial MLP, logit scale
+    weight_decay: float = 1e-4  # AdamW; not applied to biases, norms and scalars
     lr_milestones: tuple[int, ...] = (12000, 24000)
     lr_gamma: float = 0.1
-    grad_clip: float = 1.0
-    precision: Literal["fp32", "fp16", "bf16"] = "bf16"  # autocast dtype on CUDA
-    device: str = "auto"
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables
+    precision: Literal["fp32", "fp16", "bf16"] = "bf16"  # autocast dtype on CUDA; CPU runs fp32
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
     num_workers: int = 4
     seed: int = 0
-    checkpoint_every: int = 2000
+    checkpoint_every: int = 2000  # iterations between resume checkpoints (and one at the end)
     log_every: int = 20
-    max_pairs: int = 256  # cap on human-object pairs per image
+    max_pairs: int = 256  # cap on human-object pairs per image (highest s_h * s_o kept)
+    flip: bool = True  # random horizontal flip (a function of seed and sample position, so resumable)
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "batch_size", "checkpoint_every", "log_every", "max_pairs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_workers < 0 or self.grad_clip < 0:
+            raise ValueError("num_workers and grad_clip must be >= 0")
+        if list(self.lr_milestones) != sorted(self.lr_milestones):
+            raise ValueError(f"lr_milestones must be increasing, got {list(self.lr_milestones)}")
 
 
 @dataclass(frozen=True)
 class InferConfig:
-    """Score fusion (paper Eq. 3) and output size."""
+    """Score fusion (paper Eq. 3) and output size; a switched-off factor counts as 1 (ablations)."""
 
-    gamma: float = 2.8
+    gamma: float = 2.8  # exponent of the detection score (s_h * s_o) ** gamma, paper value
     use_global_score: bool = True  # sigmoid(s_g[a, c_o])
     use_pair_score: bool = True  # e_p[a]
     use_relatedness_score: bool = True  # sigmoid(s_b)
     use_detection_score: bool = True  # (s_h * s_o) ** gamma
-    top_k: int = 100  # tuples kept per image
+    top_k: int = 100  # tuples kept per image, best first (HICO-DET practice: top 100); 0 keeps all
+    max_pairs: int = 0  # human-object pairs scored per image (best s_h * s_o first); 0 = every pair
     batch_size: int = 8
     num_workers: int = 2
     device: str = "auto"
     precision: Literal["fp32", "fp16", "bf16"] = "bf16"
 
+    def __post_init__(self) -> None:
+        if self.gamma < 0:
+            raise ValueError(f"gamma must be >= 0, got {self.gamma}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 keeps all tuples), got {self.top_k}")
+        if self.max_pairs < 0:
+            raise ValueError(f"max_pairs must be >= 0 (0 scores every pair), got {self.max_pairs}")
+        if self.batch_size < 1 or self.num_workers < 0:
+            raise ValueError(
+                f"batch_size must be >= 1 and num_workers >= 0, got {self.batch_size} and {self.num_workers}"
+            )
+
 
 @dataclass(frozen=True)
 class EvalConfig:
-    settings: tuple[Literal["default", "known_object"], ...] = ("default", "known_object")
-    iou_threshold: float = 0.5
+    """Evaluation protocol: HICO-DET settings (official ho-rcnn MATLAB) and V-COCO scenarios (vsrl_eval.py)."""
+
+    settings: tuple[Literal["default", "known_object"], ...] = ("default", "known_object")  # HICO-DET
+    iou_threshold: float = 0.5  # min(IoU_human, IoU_object) for HICO-DET; agent and role IoU for V-COCO
+    scenarios: tuple[Literal["scenario_1", "scenario_2"], ...] = ("scenario_1", "scenario_2")  # V-COCO role AP
 
 
 @dataclass(frozen=True)
@@ -302,6 +413,19 @@ def to_dict(config: Any) -> Any:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
+def with_overrides(config: Any, overrides: dict, what: str = "overrides") -> Any:
+    """A copy of a config dataclass with nested overrides applied (validated like the file)."""
+    merged = _merge(to_dict(config), overrides)
+    return from_dict(type(config), merged, what)
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def load_project_config(path: str | Path) -> ProjectConfig:
     path = Path(path)
     if not path.is_file():
@@ -323,7 +447,7 @@ def load_project_config(path: str | Path) -> ProjectConfig:
 def json_schema(cls: type = ProjectConfig) -> dict:
     """JSON schema (draft 7) of a config dataclass; Snakemake's `validate` checks config.yaml with it."""
     schema = _schema(cls)
-    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["description"] = "hoi-pipeline configuration. Generated by `python -m hoi_pipeline config-schema`."
     return schema
 
