@@ -1,0 +1,141 @@
+"""Inference score fusion (paper Sec. 4.4, Eq. 3) and the selection of detection tuples.
+
+For one image with P human-object pairs, verb a and the object's class c_o:
+
+    e_p[p, a] = sigmoid(max_p' s_p[p', a]) * softmax_p(s_p[:, a])     (pair score, per image and verb)
+    s[p, a]   = sigmoid(s_g[hoi(a, c_o)]) * e_p[p, a] * sigmoid(s_b[p])
+    R[p, a]   = (s_h[p] * s_o[p]) ** gamma * s[p, a]
+
+Each factor can be switched off for the ablations (`InferConfig.use_*`); a switched-off factor is 1.
+Only (pair, verb) combinations whose (verb, object class) is an HOI class of the dataset become
+tuples. Everything here is a pure tensor function; the stages feed it one image at a time.
+Shape letters: P pairs, A verbs, O objects, N HOI classes, T tuples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from hoi_pipeline.config import InferConfig
+
+FACTOR_NAMES = ("score_global", "score_pair", "score_relatedness", "score_detection")
+
+
+@dataclass(frozen=True)
+class FusedScores:
+    """Scored tuples of one image: tuple t is pair `pair[t]` with verb `verb[t]`, HOI class `hoi[t]`.
+
+    `score` = score_global * score_pair * score_relatedness * score_detection, each factor (T,)
+    already raised / switched as configured.
+    """
+
+    pair: torch.Tensor  # (T,) int64, index into the image's pairs
+    verb: torch.Tensor  # (T,) int64
+    hoi: torch.Tensor  # (T,) int64
+    score: torch.Tensor  # (T,) float32
+    score_global: torch.Tensor  # (T,)
+    score_pair: torch.Tensor  # (T,)
+    score_relatedness: torch.Tensor  # (T,)
+    score_detection: torch.Tensor  # (T,)
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+    def take(self, index: torch.Tensor) -> FusedScores:
+        """The tuples at `index` (T',), in that order."""
+        return FusedScores(**{name: getattr(self, name)[index] for name in self.__dataclass_fields__})
+
+    def factors(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in FACTOR_NAMES}
+
+
+def pair_scores(pair_logits: torch.Tensor) -> torch.Tensor:
+    """e_p (P, A) of one image: sigmoid of the best pair's logit times the softmax over the P pairs.
+
+    The softmax ranks the pairs of an image against each other for a verb; the sigmoid of the
+    maximum keeps the image-level confidence of that verb (MIL over pairs, paper Eq. 3).
+    """
+    if pair_logits.ndim != 2:
+        raise ValueError(f"pair_logits must be (P, A), got shape {tuple(pair_logits.shape)}")
+    if pair_logits.shape[0] == 0:
+        return pair_logits.float()
+    logits = pair_logits.float()
+    return torch.sigmoid(logits.max(dim=0).values) * torch.softmax(logits, dim=0)  # (A,) * (P, A)
+
+
+def fuse_scores(
+    global_logits: torch.Tensor,
+    pair_logits: torch.Tensor,
+    relatedness_logits: torch.Tensor,
+    det_scores_h: torch.Tensor,
+    det_scores_o: torch.Tensor,
+    object_labels: torch.Tensor,
+    hoi_lookup: torch.Tensor,
+    settings: InferConfig | None = None,
+) -> FusedScores:
+    """Scores of every valid (pair, verb) tuple of one image, in pair-major, verb-minor order.
+
+    global_logits (N,) s_g of the image; pair_logits (P, A) s_p; relatedness_logits (P,) s_b;
+    det_scores_h / det_scores_o (P,) detector scores of each pair's human and object;
+    object_labels (P,) dataset object class of each pair's object; hoi_lookup (A, O) HOI class
+    index of (verb, object), -1 where the combination is not a class of the dataset. `settings`
+    switches factors and sets gamma (default: the paper's, every factor on, gamma 2.8).
+    """
+    settings = settings or InferConfig()
+    num_pairs, num_verbs = pair_logits.shape if pair_logits.ndim == 2 else (-1, -1)
+    for name, tensor in (
+        ("relatedness_logits", relatedness_logits),
+        ("det_scores_h", det_scores_h),
+        ("det_scores_o", det_scores_o),
+        ("object_labels", object_labels),
+    ):
+        if tensor.shape != (num_pairs,):
+            raise ValueError(f"{name} must be (P,) = ({num_pairs},), got shape {tuple(tensor.shape)}")
+    if hoi_lookup.ndim != 2 or hoi_lookup.shape[0] != num_verbs:
+        raise ValueError(f"hoi_lookup must be (A, O) with A = {num_verbs}, got shape {tuple(hoi_lookup.shape)}")
+    num_classes = int(hoi_lookup.max()) + 1 if hoi_lookup.numel() else 0
+    if global_logits.ndim != 1 or global_logits.shape[0] < num_classes:
+        raise ValueError(f"global_logits must be (N,) with N >= {num_classes}, got shape {tuple(global_logits.shape)}")
+
+    device = pair_logits.device
+    hoi_lookup = hoi_lookup.to(device=device, dtype=torch.int64)
+    hoi_of_pair = hoi_lookup[:, object_labels.to(device=device, dtype=torch.int64)].T  # (P, A)
+    pair, verb = torch.nonzero(hoi_of_pair >= 0, as_tuple=True)  # (T,), (T,) row-major order
+    hoi = hoi_of_pair[pair, verb]  # (T,)
+
+    ones = torch.ones(len(pair), dtype=torch.float32, device=device)
+    if settings.use_global_score:
+        score_global = torch.sigmoid(global_logits.float().to(device)[hoi])
+    else:
+        score_global = ones
+    score_pair = pair_scores(pair_logits)[pair, verb] if settings.use_pair_score else ones
+    if settings.use_relatedness_score:
+        score_relatedness = torch.sigmoid(relatedness_logits.float().to(device))[pair]
+    else:
+        score_relatedness = ones
+    if settings.use_detection_score:
+        det = det_scores_h.float().to(device) * det_scores_o.float().to(device)  # (P,)
+        score_detection = det.pow(settings.gamma)[pair]
+    else:
+        score_detection = ones
+    score = score_global * score_pair * score_relatedness * score_detection
+    return FusedScores(
+        pair=pair,
+        verb=verb,
+        hoi=hoi,
+        score=score,
+        score_global=score_global,
+        score_pair=score_pair,
+        score_relatedness=score_relatedness,
+        score_detection=score_detection,
+    )
+
+
+def select_top_k(scores: FusedScores, top_k: int) -> FusedScores:
+    """The `top_k` best tuples, best first (ties keep fusion order); top_k <= 0 keeps all, sorted."""
+    order = torch.sort(scores.score, descending=True, stable=True).indices
+    if top_k > 0:
+        order = order[:top_k]
+    return scores.take(order)
