@@ -1,0 +1,349 @@
+"""Images + proposals + image-level labels as a torch Dataset, for training and inference.
+
+Image resizing policy (letterbox): every image is resized, keeping its aspect ratio, so that its
+longer side is S pixels (S = `clip.image_size`, default the CLIP model's input size, 224 for RN50 /
+RN101), then padded at the right and bottom to an S x S square with zeros after normalisation (the
+mean colour). Proposal boxes are scaled by the same per-axis factors (new size / old size). One fixed
+input size keeps batching trivial and matches the grid CLIP's attention pool was trained on; the
+model masks the padded cells when pooling the whole image and gets the content size for the spatial
+encoding. Pixels are normalised with the CLIP mean / std. Training may flip an image horizontally;
+the flip is decided by the batch sampler (a function of seed and sample position, so it is resumable).
+
+Training skips images without any HOI label, or whose proposals make no human-object pair (no
+human, or a human alone: nothing for the pair branch to learn from);
+`HOIImageDataset.training_indices` lists the usable ones and counts the skipped. Images with no
+proposals at all are valid items (empty box tensors), so inference never crashes on them.
+Proposals come from the detect stage's HDF5 (`ProposalsFile`), opened lazily in each DataLoader worker.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+
+from hoi_pipeline.artifacts import ProposalsFile
+from hoi_pipeline.datasets.images import read_image
+from hoi_pipeline.losses import ImageTargets
+from hoi_pipeline.structures import HOIAnnotations, ImageAnnotation, Proposals, Vocabulary
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images become model input: letterbox to `image_size`, then (x - mean) / std."""
+
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def to_dict(self) -> dict:
+        return {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Preprocessing:
+        return cls(int(data["image_size"]), tuple(data["mean"]), tuple(data["std"]))
+
+
+def letterbox_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """(new width, new height) with the longer side `size` and the aspect ratio kept (at least 1 pixel)."""
+    scale = size / max(width, height)
+    return max(1, min(size, round(width * scale))), max(1, min(size, round(height * scale)))
+
+
+@dataclass(frozen=True)
+class HOISample:
+    """One image ready for the model. Boxes are in input pixels (after resize and flip)."""
+
+    index: int  # position in the dataset
+    filename: str
+    image: torch.Tensor  # (3, S, S) normalised, padded
+    content_size: tuple[int, int]  # (height, width) of the image inside the padded input
+    original_size: tuple[int, int]  # (height, width) of the file
+    scale: tuple[float, float]  # (x, y) input pixels per original pixel
+    flipped: bool
+    boxes: torch.Tensor  # (M, 4) float32
+    scores: torch.Tensor  # (M,) float32
+    labels: torch.Tensor  # (M,) int64
+    hoi: torch.Tensor  # (N,) multi-hot image labels (zeros without annotations)
+    verb: torch.Tensor  # (A,)
+    object: torch.Tensor  # (O,)
+
+
+@dataclass(frozen=True)
+class HOIBatch:
+    """B collated samples; the model takes images, boxes, labels, scores and image_sizes."""
+
+    indices: torch.Tensor  # (B,) dataset positions
+    filenames: tuple[str, ...]
+    images: torch.Tensor  # (B, 3, S, S)
+    image_sizes: torch.Tensor  # (B, 2) content (height, width)
+    original_sizes: torch.Tensor  # (B, 2) (height, width)
+    scales: torch.Tensor  # (B, 2) (x, y)
+    flipped: torch.Tensor  # (B,) bool
+    boxes: tuple[torch.Tensor, ...]  # B x (M_b, 4)
+    scores: tuple[torch.Tensor, ...]  # B x (M_b,)
+    labels: tuple[torch.Tensor, ...]  # B x (M_b,)
+    targets: ImageTargets
+
+    def __len__(self) -> int:
+        return len(self.filenames)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> HOIBatch:
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=non_blocking)
+
+        return HOIBatch(
+            indices=self.indices,
+            filenames=self.filenames,
+            images=move(self.images),
+            image_sizes=move(self.image_sizes),
+            original_sizes=self.original_sizes,
+            scales=self.scales,
+            flipped=self.flipped,
+            boxes=tuple(move(b) for b in self.boxes),
+            scores=tuple(move(s) for s in self.scores),
+            labels=tuple(move(lab) for lab in self.labels),
+            targets=ImageTargets(move(self.targets.hoi), move(self.targets.verb), move(self.targets.object)),
+        )
+
+    def original_boxes(self, b: int) -> torch.Tensor:
+        """(M_b, 4) image b's boxes back in the file's pixel coordinates (undoing flip and resize)."""
+        boxes = self.boxes[b].detach().float().cpu().clone()
+        if bool(self.flipped[b]):
+            width = float(self.image_sizes[b, 1])
+            boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
+        sx, sy = (float(v) for v in self.scales[b])
+        return boxes / torch.tensor([sx, sy, sx, sy])
+
+
+def collate_samples(samples: Sequence[HOISample]) -> HOIBatch:
+    """Stack B samples into an `HOIBatch` (boxes stay a per-image tuple)."""
+    return HOIBatch(
+        indices=torch.tensor([s.index for s in samples], dtype=torch.int64),
+        filenames=tuple(s.filename for s in samples),
+        images=torch.stack([s.image for s in samples]),
+        image_sizes=torch.tensor([s.content_size for s in samples], dtype=torch.int64),
+        original_sizes=torch.tensor([s.original_size for s in samples], dtype=torch.int64),
+        scales=torch.tensor([s.scale for s in samples], dtype=torch.float32),
+        flipped=torch.tensor([s.flipped for s in samples], dtype=torch.bool),
+        boxes=tuple(s.boxes for s in samples),
+        scores=tuple(s.scores for s in samples),
+        labels=tuple(s.labels for s in samples),
+        targets=ImageTargets(
+            hoi=torch.stack([s.hoi for s in samples]),
+            verb=torch.stack([s.verb for s in samples]),
+            object=torch.stack([s.object for s in samples]),
+        ),
+    )
+
+
+class HOIImageDataset(Dataset):
+    """Item i = image `filenames[i]` letterboxed, its proposals, and its image-level labels.
+
+    An item may also be requested as `(i, flip)` (what `SeededBatchSampler` yields in training).
+    `proposals` is a proposals HDF5 path (read lazily, per worker) or a list of `Proposals` in
+    `filenames` order (e.g. fresh detections on the user's images).
+    """
+
+    def __init__(
+        self,
+        *,
+        images: str | os.PathLike,
+        filenames: Sequence[str],
+        proposals: str | os.PathLike | Sequence[Proposals],
+        vocabulary: Vocabulary,
+        preprocessing: Preprocessing,
+        annotations: Sequence[ImageAnnotation] | None = None,
+    ) -> None:
+        self.images = Path(images)
+        self.filenames = list(filenames)
+        self.vocabulary = vocabulary
+        self.preprocessing = preprocessing
+        if annotations is not None and len(annotations) != len(self.filenames):
+            raise ValueError(f"{len(annotations)} annotations for {len(self.filenames)} images")
+        self.annotations = None if annotations is None else list(annotations)
+        if isinstance(proposals, (str, os.PathLike)):
+            self._file: ProposalsFile | None = ProposalsFile(proposals)
+            missing = [name for name in self.filenames if name not in self._file.index]
+            if missing:
+                raise ValueError(
+                    f"{self._file.path}: no proposals for {len(missing)} of {len(self.filenames)} images "
+                    f"(first: {missing[:3]}); was it made from the same split?"
+                )
+            self._rows = [self._file.index[name] for name in self.filenames]
+            self._proposals: list[Proposals] | None = None
+        else:
+            self._file = None
+            self._proposals = list(proposals)
+            if len(self._proposals) != len(self.filenames):
+                raise ValueError(f"{len(self._proposals)} proposal sets for {len(self.filenames)} images")
+
+    @classmethod
+    def from_split(
+        cls,
+        annotations: HOIAnnotations,
+        *,
+        images: str | os.PathLike,
+        proposals: str | os.PathLike | Sequence[Proposals],
+        preprocessing: Preprocessing,
+    ) -> HOIImageDataset:
+        """Every image of a split, with its labels."""
+        return cls(
+            images=images,
+            filenames=annotations.filenames,
+            proposals=proposals,
+            vocabulary=annotations.vocabulary,
+            preprocessing=preprocessing,
+            annotations=annotations.images,
+        )
+
+    def __len__(self) -> int:
+        return len(self.filenames)
+
+    def proposals(self, i: int) -> Proposals:
+        """Proposals of image i (original pixel coordinates)."""
+        if self._file is not None:
+            return self._file[self._rows[i]]
+        return self._proposals[i]  # type: ignore[index]
+
+    def close(self) -> None:
+        """Close the HDF5 handle (before forking workers; each reopens its own)."""
+        if self._file is not None:
+            self._file.close()
+
+    def training_indices(self) -> tuple[list[int], dict[str, int]]:
+        """Images usable for training and the counts of those skipped (no HOI label, no human-object pair)."""
+        if self.annotations is None:
+            raise ValueError("training needs annotations (image-level labels)")
+        person = self.vocabulary.person
+        if self._file is not None:
+            labels = self._file.read_all(["labels"])["labels"]
+            offsets = self._file.offsets
+            image_labels = [labels[offsets[r] : offsets[r + 1]] for r in self._rows]
+            self.close()
+        else:
+            image_labels = [p.labels for p in self._proposals]  # type: ignore[union-attr]
+        # a pair needs a human and one more detection
+        has_pair = [bool((lab == person).any()) and len(lab) >= 2 for lab in image_labels]
+        keep, no_label, no_human = [], 0, 0
+        for i, annotation in enumerate(self.annotations):
+            if annotation.num_pairs == 0:
+                no_label += 1
+            elif not has_pair[i]:
+                no_human += 1
+            else:
+                keep.append(i)
+        return keep, {"no_hoi_label": no_label, "no_human_pair": no_human}
+
+    def __getitem__(self, item: int | tuple[int, bool]) -> HOISample:
+        i, flip = item if isinstance(item, tuple) else (item, False)
+        i = int(i)
+        filename = self.filenames[i]
+        image = read_image(self.images / filename)
+        width, height = image.size
+        size = self.preprocessing.image_size
+        new_width, new_height = letterbox_size(width, height, size)
+        image = image.resize((new_width, new_height), Image.BICUBIC)
+        pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)  # (3, h, w)
+        mean = torch.tensor(self.preprocessing.mean, dtype=torch.float32)[:, None, None]
+        std = torch.tensor(self.preprocessing.std, dtype=torch.float32)[:, None, None]
+        pixels = (pixels - mean) / std
+        scale = (new_width / width, new_height / height)
+
+        proposals = self.proposals(i)
+        boxes = torch.from_numpy(proposals.boxes.copy()) * torch.tensor([scale[0], scale[1], scale[0], scale[1]])
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clamp(0, new_width)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clamp(0, new_height)
+        if flip:
+            pixels = pixels.flip(-1)
+            boxes[:, [0, 2]] = new_width - boxes[:, [2, 0]]
+        padded = torch.zeros(3, size, size, dtype=torch.float32)
+        padded[:, :new_height, :new_width] = pixels
+
+        vocab = self.vocabulary
+        hoi = torch.zeros(vocab.num_classes)
+        verb = torch.zeros(vocab.num_verbs)
+        obj = torch.zeros(vocab.num_objects)
+        if self.annotations is not None:
+            annotation = self.annotations[i]
+            hoi[torch.from_numpy(annotation.hoi)] = 1.0
+            verb[torch.from_numpy(annotation.verb)] = 1.0
+            obj[torch.from_numpy(annotation.object)] = 1.0
+        return HOISample(
+            index=i,
+            filename=filename,
+            image=padded,
+            content_size=(new_height, new_width),
+            original_size=(height, width),
+            scale=scale,
+            flipped=bool(flip),
+            boxes=boxes.float(),
+            scores=torch.from_numpy(proposals.scores.copy()).float(),
+            labels=torch.from_numpy(proposals.labels.copy()).long(),
+            hoi=hoi,
+            verb=verb,
+            object=obj,
+        )
+
+
+class SeededBatchSampler(Sampler):
+    """Training batches for iterations [start, stop), each a list of (dataset index, flip) pairs.
+
+    The order is a pure function of (seed, iteration): global sample position t = iteration * B + j
+    is slot t % n of epoch t // n, whose permutation of the n usable images (and flip bits) comes
+    from numpy's generator seeded with [seed, epoch]. A resumed run therefore sees exactly the
+    batches an uninterrupted run would. Under DDP, rank r takes the positions j = r, r + W, ... of
+    each global batch of B.
+    """
+
+    def __init__(
+        self,
+        indices: Sequence[int],
+        *,
+        batch_size: int,
+        seed: int,
+        start: int,
+        stop: int,
+        flip: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if not indices:
+            raise ValueError("no usable training images")
+        if batch_size % world_size:
+            raise ValueError(f"train.batch_size {batch_size} is not a multiple of the {world_size} processes")
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.batch_size, self.seed, self.start, self.stop = batch_size, seed, start, stop
+        self.flip, self.rank, self.world_size = flip, rank, world_size
+        self._epoch_cache: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def _epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            order = rng.permutation(len(self.indices))
+            flips = rng.random(len(self.indices)) < 0.5
+            self._epoch_cache = (epoch, self.indices[order], flips)
+        return self._epoch_cache[1], self._epoch_cache[2]
+
+    def batch(self, iteration: int) -> list[tuple[int, bool]]:
+        """This rank's share of the global batch of `iteration`."""
+        n = len(self.indices)
+        out = []
+        for j in range(self.rank, self.batch_size, self.world_size):
+            t = iteration * self.batch_size + j
+            order, flips = self._epoch(t // n)
+            out.append((int(order[t % n]), bool(flips[t % n]) and self.flip))
+        return out
+
+    def __iter__(self) -> Iterator[list[tuple[int, bool]]]:
+        for iteration in range(self.start, self.stop):
+            yield self.batch(iteration)

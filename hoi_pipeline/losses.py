@@ -1,0 +1,157 @@
+"""Weak-supervision losses (paper Sec. 4.3): L = L_g + L_p + L_b, from image-level labels only.
+
+- L_g, image loss: BCE of the image HOI logits s_g (B, N) against the image's HOI labels (multi-hot).
+- L_p, pair MIL loss: an image has verb a if at least one of its pairs does, so the image's verb
+  logit is the maximum of s_p[:, a] over its pairs; BCE of that (B, A) against the image's verb labels.
+  Images without pairs do not contribute.
+- L_b, self-taught relatedness: pseudo-labels for s_b (P,) made from the detached s_p
+  (`relatedness_pseudo_labels`): pairs whose object class is not among the image's labelled objects
+  are masked out (b_m = 0); for every labelled verb the top-K remaining pairs by that verb's s_p are
+  positives; every other pair of the image is a negative. BCE over all pairs. The term is zero
+  during the first `relatedness_warmup` iterations, while s_p is still uninformative.
+
+Every term is a mean BCE (over the elements it covers); `compute_losses` returns them as `LossTerms`
+and the training step sums them (`LossTerms.total`) and logs each. Shape letters: B images, P pairs,
+A verbs, N HOI classes, O objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+import torch.nn.functional as F
+
+from hoi_pipeline.config import LossConfig
+from hoi_pipeline.structures import ModelOutput
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """The loss terms of one batch (scalars; a disabled or inactive term is 0)."""
+
+    image: torch.Tensor  # L_g
+    pair: torch.Tensor  # L_p
+    relatedness: torch.Tensor  # L_b, already multiplied by its weight
+
+    @property
+    def total(self) -> torch.Tensor:
+        return self.image + self.pair + self.relatedness
+
+    def as_floats(self) -> dict[str, float]:
+        values = {f.name: float(getattr(self, f.name).detach()) for f in fields(self)}
+        values["total"] = float(self.total.detach())
+        return values
+
+
+@dataclass(frozen=True)
+class ImageTargets:
+    """Image-level labels of a batch (multi-hot, float)."""
+
+    hoi: torch.Tensor  # (B, N)
+    verb: torch.Tensor  # (B, A)
+    object: torch.Tensor  # (B, O)
+
+
+def image_loss(global_logits: torch.Tensor, hoi_targets: torch.Tensor) -> torch.Tensor:
+    """L_g: mean BCE of (B, N) logits s_g against (B, N) multi-hot image HOI labels."""
+    return F.binary_cross_entropy_with_logits(global_logits.float(), hoi_targets.float())
+
+
+def image_verb_logits(
+    pair_logits: torch.Tensor, pair_image: torch.Tensor, num_images: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MIL pooling: (P, A) pair logits -> ((B, A) max over each image's pairs, (B,) bool image has pairs)."""
+    num_verbs = pair_logits.shape[1]
+    pooled = pair_logits.new_full((num_images, num_verbs), float("-inf"))
+    index = pair_image[:, None].expand(-1, num_verbs)  # (P, A)
+    pooled = pooled.scatter_reduce(0, index, pair_logits, reduce="amax", include_self=True)  # (B, A)
+    has_pairs = torch.bincount(pair_image, minlength=num_images) > 0  # (B,)
+    return pooled, has_pairs
+
+
+def pair_mil_loss(pair_logits: torch.Tensor, pair_image: torch.Tensor, verb_targets: torch.Tensor) -> torch.Tensor:
+    """L_p: mean BCE of the per-image max over pairs of s_p (P, A) against (B, A) image verb labels."""
+    pooled, has_pairs = image_verb_logits(pair_logits.float(), pair_image, verb_targets.shape[0])
+    if not bool(has_pairs.any()):
+        return pair_logits.sum() * 0.0  # keeps the graph (and DDP) connected
+    return F.binary_cross_entropy_with_logits(pooled[has_pairs], verb_targets[has_pairs].float())
+
+
+@torch.no_grad()
+def relatedness_pseudo_labels(
+    pair_logits: torch.Tensor,
+    pair_objects: torch.Tensor,
+    pair_image: torch.Tensor,
+    verb_targets: torch.Tensor,
+    object_targets: torch.Tensor,
+    top_k: int = 1,
+) -> torch.Tensor:
+    """Self-taught relatedness targets b (P,) in {0, 1} (pure function of the scores and labels).
+
+    pair_logits (P, A) s_p; pair_objects (P,) object class of each pair's object; pair_image (P,);
+    verb_targets (B, A) and object_targets (B, O) the images' labels. A pair is positive when, for
+    some labelled verb of its image, it is among the top `top_k` pairs by that verb's score among
+    the pairs whose object class is labelled in the image (b_m = 1). Ties keep the earlier pair.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    labels = torch.zeros(pair_logits.shape[0], dtype=torch.float32, device=pair_logits.device)
+    for b in range(verb_targets.shape[0]):
+        index = torch.nonzero(pair_image == b, as_tuple=True)[0]  # (P_b,)
+        verbs = torch.nonzero(verb_targets[b] > 0, as_tuple=True)[0]  # (V_b,)
+        if index.numel() == 0 or verbs.numel() == 0:
+            continue
+        candidate = object_targets[b, pair_objects[index]] > 0  # (P_b,) b_m
+        if not bool(candidate.any()):
+            continue
+        scores = pair_logits[index][:, verbs].float()  # (P_b, V_b)
+        scores = scores.masked_fill(~candidate[:, None], float("-inf"))
+        k = min(top_k, int(candidate.sum()))
+        # stable descending order: among equal scores the earlier pair wins
+        order = torch.sort(scores, dim=0, descending=True, stable=True).indices[:k]  # (k, V_b)
+        labels[index[order.reshape(-1)]] = 1.0
+    return labels
+
+
+def relatedness_loss(relatedness_logits: torch.Tensor, pseudo_labels: torch.Tensor) -> torch.Tensor:
+    """L_b: mean BCE of s_b (P,) against pseudo-labels (P,)."""
+    if relatedness_logits.numel() == 0:
+        return relatedness_logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(relatedness_logits.float(), pseudo_labels.float())
+
+
+def compute_losses(
+    output: ModelOutput,
+    targets: ImageTargets,
+    pair_objects: torch.Tensor,
+    config: LossConfig,
+    iteration: int,
+) -> LossTerms:
+    """All terms for one batch at training iteration `iteration` (0-based; L_b starts at `relatedness_warmup`).
+
+    pair_objects (P,): the object class of each pair's object (the proposal label). A model without
+    the HOI recognition branch needs `use_image_loss: false` (see `effective_loss_config`).
+    """
+    zero = output.pair_logits.sum() * 0.0 + output.relatedness_logits.sum() * 0.0
+    l_g = image_loss(output.global_logits, targets.hoi) if config.use_image_loss else zero
+    l_p = pair_mil_loss(output.pair_logits, output.pair_image, targets.verb) if config.use_pair_loss else zero
+    l_b = zero
+    if config.use_relatedness_loss and iteration >= config.relatedness_warmup and config.relatedness_weight > 0:
+        pseudo = relatedness_pseudo_labels(
+            output.pair_logits.detach(),
+            pair_objects,
+            output.pair_image,
+            targets.verb,
+            targets.object,
+            config.relatedness_top_k,
+        )
+        l_b = config.relatedness_weight * relatedness_loss(output.relatedness_logits, pseudo)
+    return LossTerms(image=l_g, pair=l_p, relatedness=l_b)
+
+
+def effective_loss_config(loss: LossConfig, use_hoi_recognition: bool) -> LossConfig:
+    """The loss settings a model can use: no L_g without the HOI recognition branch (Table 2, Exp 1)."""
+    if use_hoi_recognition or not loss.use_image_loss:
+        return loss
+    return replace(loss, use_image_loss=False)

@@ -1,0 +1,283 @@
+"""The bi-level model (paper Sec. 4): a global image branch and a local pair branch on one CLIP backbone.
+
+    images (B, 3, S, S) --backbone--> layer3 / layer4 feature maps
+      global: v_g = attention_pool(layer4)        s_g = HOIRecognitionNetwork(v_g, W_T)          (B, N)
+      local:  for every (human, object) proposal pair of an image
+              v_h, v_o = attention_pool(RoIAlign(features, box))                             (P, Dv)
+              v_sp = SpatialEncoder(encode_box_pairs(box_h, box_o))                          (P, spatial)
+              v_p  = F_E([v_h; v_o; v_sp])                                                   (P, hidden)
+              v^_p = KnowledgeTransferNetwork(v_p, v_u = pooled union box, W_T detached)     (P, hidden)
+              s_p, s_b = PairwiseClassificationNetwork(v^_p)                                 (P, A), (P,)
+
+RoI features come from layer4, or from layer4 plus layer3 (`model.feature_layers`): the layer3 map
+goes through a 1x1 convolution P3 to layer4's width, initialised at zero so training starts from the
+layer4-only model, and its RoI grid is added to layer4's before the attention pool. RoIs are pooled
+from the attention pool's projections of the whole maps (`backbone.project_qkv`), exactly equal to
+pooling each RoI grid and far cheaper with many pairs. `build_model` is the one place that wires
+the components from the config; `forward` only predicts (losses live in `hoi_pipeline/losses.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from hoi_pipeline.config import ClipConfig, ModelConfig
+from hoi_pipeline.modeling.backbone import (
+    FEATURE_STRIDES,
+    CLIPResNetBackbone,
+    TorchvisionResNetBackbone,
+    VisualBackbone,
+    align_rois,
+    load_torchvision_resnet50,
+    pool_roi_tokens,
+    project_qkv,
+)
+from hoi_pipeline.modeling.hoi_recognition import HOIRecognitionNetwork
+from hoi_pipeline.modeling.knowledge_bank import KnowledgeBank, random_bank
+from hoi_pipeline.modeling.knowledge_transfer import KnowledgeTransferNetwork, PairFeatureEncoder
+from hoi_pipeline.modeling.pairing import enumerate_pairs, union_boxes
+from hoi_pipeline.modeling.pairwise_classification import PairwiseClassificationNetwork
+from hoi_pipeline.modeling.spatial_encoding import SpatialEncoder, encode_box_pairs
+from hoi_pipeline.structures import ModelOutput, Vocabulary
+
+
+class BiLevelHOIModel(nn.Module):
+    """The whole network; see the module docstring. Built by `build_model`."""
+
+    def __init__(
+        self,
+        *,
+        backbone: VisualBackbone,
+        bank: KnowledgeBank,
+        hoi_recognition: HOIRecognitionNetwork | None,
+        spatial_encoder: SpatialEncoder,
+        pair_encoder: PairFeatureEncoder,
+        knowledge_transfer: KnowledgeTransferNetwork,
+        pairwise: PairwiseClassificationNetwork,
+        person: int,
+        num_verbs: int,
+        feature_layers: Sequence[str] = ("layer4",),
+        roi_size: int = 7,
+        max_pairs: int = 256,
+        freeze_batchnorm: bool = True,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.bank = bank
+        self.hoi_recognition = hoi_recognition
+        self.spatial_encoder = spatial_encoder
+        self.pair_encoder = pair_encoder
+        self.knowledge_transfer = knowledge_transfer
+        self.pairwise = pairwise
+        self.person = person
+        self.num_verbs = num_verbs
+        self.feature_layers = tuple(feature_layers)
+        self.roi_size = roi_size
+        self.max_pairs = max_pairs
+        self.freeze_batchnorm = freeze_batchnorm
+        # channels-last convolutions: faster on CPUs (oneDNN) and on GPU tensor cores
+        self.backbone.to(memory_format=torch.channels_last)
+        if "layer3" in self.feature_layers:
+            self.layer3_projection = nn.Conv2d(backbone.channels["layer3"], backbone.channels["layer4"], kernel_size=1)
+            nn.init.zeros_(self.layer3_projection.weight)
+            nn.init.zeros_(self.layer3_projection.bias)
+
+    # ---------------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> BiLevelHOIModel:
+        """Like nn.Module.train, but backbone BatchNorm layers stay in eval mode when frozen."""
+        super().train(mode)
+        if self.freeze_batchnorm:
+            for module in self.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
+    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(pretrained backbone parameters, all other trainable parameters), for the two learning rates."""
+        backbone = [p for p in self.backbone.pretrained_parameters() if p.requires_grad]
+        ids = {id(p) for p in backbone}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        return backbone, rest
+
+    # ---------------------------------------------------------------------------------------
+    def forward(
+        self,
+        images: torch.Tensor,
+        boxes: Sequence[torch.Tensor],
+        labels: Sequence[torch.Tensor],
+        scores: Sequence[torch.Tensor] | None = None,
+        image_sizes: torch.Tensor | None = None,
+        max_pairs: int | None = None,
+    ) -> ModelOutput:
+        """Predict for B images.
+
+        images (B, 3, S, S) normalised; boxes[b] (M_b, 4) proposals in input pixels; labels[b] (M_b,)
+        dataset object classes; scores[b] (M_b,) detector scores (rank pairs beyond `max_pairs`);
+        image_sizes (B, 2) (height, width) of the image content inside the padded input (default: S, S).
+        """
+        batch = images.shape[0]
+        if len(boxes) != batch or len(labels) != batch:
+            raise ValueError(f"got {batch} images but {len(boxes)} box sets and {len(labels)} label sets")
+        device = images.device
+        if image_sizes is None:
+            image_sizes = torch.tensor([images.shape[-2:]] * batch, device=device)
+        image_sizes = image_sizes.to(device)
+        features = self.backbone(images.contiguous(memory_format=torch.channels_last))
+
+        # global branch: image-level HOI recognition
+        num_classes = self.bank.num_classes
+        if self.hoi_recognition is not None:
+            valid = _valid_cells(image_sizes, features["layer4"].shape[-2:], FEATURE_STRIDES["layer4"])
+            v_g = self.backbone.pool(features["layer4"], valid)  # (B, Dv)
+            global_logits = self.hoi_recognition(v_g, self.bank.for_global())  # (B, N)
+        else:
+            global_logits = torch.zeros(batch, num_classes, device=device)
+
+        # local branch: pairs of each image's proposals
+        cap = self.max_pairs if max_pairs is None else max_pairs
+        pair_list = [
+            enumerate_pairs(labels[b].to(device), self.person, None if scores is None else scores[b].to(device), cap)
+            for b in range(batch)
+        ]
+        counts = torch.tensor([len(boxes[b]) for b in range(batch)], device=device)
+        offsets = torch.cumsum(counts, 0) - counts  # (B,) first proposal of each image in the flat list
+        pairs = torch.cat(pair_list) if pair_list else torch.zeros((0, 2), dtype=torch.int64, device=device)
+        pair_image = torch.cat(
+            [torch.full((len(p),), b, dtype=torch.int64, device=device) for b, p in enumerate(pair_list)]
+        ) if pair_list else torch.zeros(0, dtype=torch.int64, device=device)  # fmt: skip
+        if pairs.shape[0] == 0:
+            empty = global_logits.new_zeros((0, self.num_verbs))
+            return ModelOutput(global_logits, empty, empty[:, 0], pairs, pair_image)
+
+        flat_boxes = torch.cat([b.to(device=device, dtype=torch.float32) for b in boxes])  # (M, 4)
+        box_image = torch.repeat_interleave(torch.arange(batch, device=device), counts)  # (M,)
+        qkv_maps = self._qkv_maps(features)
+        v_box = self._pool_rois(qkv_maps, flat_boxes, box_image)  # (M, Dv)
+        human = offsets[pair_image] + pairs[:, 0]  # (P,) flat proposal index
+        obj = offsets[pair_image] + pairs[:, 1]
+        boxes_h, boxes_o = flat_boxes[human], flat_boxes[obj]  # (P, 4)
+
+        v_sp = self.spatial_encoder(encode_box_pairs(boxes_h, boxes_o, image_sizes[pair_image]))  # (P, spatial)
+        v_p = self.pair_encoder(v_box[human], v_box[obj], v_sp.to(v_box.dtype))  # (P, hidden)
+        v_u = None
+        if self.knowledge_transfer.needs_union_features:
+            v_u = self._pool_rois(qkv_maps, union_boxes(boxes_h, boxes_o), pair_image)  # (P, Dv)
+        refined = self.knowledge_transfer(v_p, v_u, self.bank.for_local())  # (P, hidden)
+        pair_logits, relatedness_logits = self.pairwise(refined)  # (P, A), (P,)
+        return ModelOutput(global_logits, pair_logits, relatedness_logits, pairs, pair_image)
+
+    def _qkv_maps(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Attention-pool projections of the RoI source maps, once per batch (see `project_qkv`)."""
+        pool = self.backbone.attnpool
+        maps = {"layer4": project_qkv(pool, features["layer4"])}  # (B, 3 C4, H, W)
+        if "layer3" in self.feature_layers:
+            maps["layer3"] = project_qkv(pool, self.layer3_projection(features["layer3"]))  # (B, 3 C4, 2H, 2W)
+        return maps
+
+    def _pool_rois(
+        self, qkv_maps: dict[str, torch.Tensor], boxes: torch.Tensor, box_image: torch.Tensor
+    ) -> torch.Tensor:
+        """(K, 4) boxes of images `box_image` (K,) -> (K, Dv) attention-pooled RoI features.
+
+        The RoI grid is RoIAlign(layer4) [+ RoIAlign(P3 layer3)], pooled by the backbone's attention
+        pool; computed on the projected maps, which gives the same result at a fraction of the cost.
+        """
+        rois = torch.cat([box_image[:, None].to(boxes.dtype), boxes], dim=1)  # (K, 5)
+        grid = None
+        for name, qkv in qkv_maps.items():
+            aligned = align_rois(qkv, rois, self.roi_size, 1.0 / FEATURE_STRIDES[name])
+            grid = aligned if grid is None else grid + aligned  # (K, 3 C4, R, R)
+        return pool_roi_tokens(self.backbone.attnpool, grid)
+
+
+def _valid_cells(image_sizes: torch.Tensor, grid: Sequence[int], stride: int) -> torch.Tensor:
+    """(B, 2) content (height, width) -> (B, H, W) True where a feature cell sees image content."""
+    rows = torch.arange(grid[0], device=image_sizes.device) * stride
+    cols = torch.arange(grid[1], device=image_sizes.device) * stride
+    return (rows[None, :, None] < image_sizes[:, 0, None, None]) & (cols[None, None, :] < image_sizes[:, 1, None, None])
+
+
+def build_model(
+    *,
+    clip: ClipConfig,
+    model: ModelConfig,
+    vocabulary: Vocabulary,
+    bank_embeddings: torch.Tensor | None,
+    max_pairs: int = 256,
+    seed: int = 0,
+    visual: nn.Module | None = None,
+    pretrained: bool = True,
+) -> BiLevelHOIModel:
+    """Wire the model of a config.
+
+    bank_embeddings (N, D): the knowledge bank file's embeddings (CLIP text); with `bank_source:
+    random` a seeded random bank of the same shape replaces them (None allowed, D = visual D).
+    `visual`: a ready CLIP visual tower (tests); default `load_clip(clip)`'s. `pretrained=False`
+    builds the architecture without loading any weights (to load a trained state dict next).
+    """
+    num_classes = vocabulary.num_classes
+    if bank_embeddings is not None and bank_embeddings.shape[0] != num_classes:
+        raise ValueError(
+            f"the knowledge bank has {bank_embeddings.shape[0]} rows but the dataset has {num_classes} HOI classes"
+        )
+    if model.backbone_source == "clip":
+        if visual is None:
+            import dataclasses
+
+            from hoi_pipeline.modeling.clip_loading import load_clip
+
+            source = clip if pretrained else dataclasses.replace(clip, pretrained=None)
+            visual = load_clip(source).visual
+        backbone: VisualBackbone = CLIPResNetBackbone(visual)
+    else:
+        if bank_embeddings is None:
+            raise ValueError(f"backbone_source '{model.backbone_source}' needs the bank to size its attention pool")
+        import torchvision
+
+        resnet = (
+            load_torchvision_resnet50(model.backbone_source, model.backbone_weights)
+            if pretrained
+            else torchvision.models.resnet50(weights=None)
+        )
+        backbone = TorchvisionResNetBackbone(resnet, embed_dim=int(bank_embeddings.shape[1]))
+
+    if bank_embeddings is None or model.bank_source == "random":
+        dim = backbone.embed_dim if bank_embeddings is None else int(bank_embeddings.shape[1])
+        bank_embeddings = random_bank(num_classes, dim, seed)
+    bank = KnowledgeBank(torch.as_tensor(bank_embeddings), trainable=model.bank_trainable)
+
+    hoi_recognition = None
+    if model.use_hoi_recognition:
+        hoi_recognition = HOIRecognitionNetwork(
+            visual_dim=backbone.embed_dim,
+            bank_dim=bank.dim,
+            scale_init=model.logit_scale_init,
+            bias_init=model.logit_bias_init,
+        )
+    return BiLevelHOIModel(
+        backbone=backbone,
+        bank=bank,
+        hoi_recognition=hoi_recognition,
+        spatial_encoder=SpatialEncoder(model.spatial_dim),
+        pair_encoder=PairFeatureEncoder(
+            visual_dim=backbone.embed_dim, spatial_dim=model.spatial_dim, hidden_dim=model.hidden_dim
+        ),
+        knowledge_transfer=KnowledgeTransferNetwork(
+            hidden_dim=model.hidden_dim,
+            visual_dim=backbone.embed_dim,
+            bank_dim=bank.dim,
+            query=model.ktn_query,
+            attention=model.ktn_attention,
+            enabled=model.use_knowledge_transfer,
+        ),
+        pairwise=PairwiseClassificationNetwork(hidden_dim=model.hidden_dim, num_verbs=vocabulary.num_verbs),
+        person=vocabulary.person,
+        num_verbs=vocabulary.num_verbs,
+        feature_layers=model.feature_layers,
+        roi_size=model.roi_size,
+        max_pairs=max_pairs,
+        freeze_batchnorm=model.freeze_batchnorm,
+    )

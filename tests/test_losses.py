@@ -1,0 +1,182 @@
+"""Weak-supervision losses on tiny hand-made tensors, and self-taught relatedness pseudo-labels."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hoi_pipeline.config import LossConfig
+from hoi_pipeline.losses import (
+    ImageTargets,
+    compute_losses,
+    effective_loss_config,
+    image_loss,
+    image_verb_logits,
+    pair_mil_loss,
+    relatedness_loss,
+    relatedness_pseudo_labels,
+)
+from hoi_pipeline.structures import ModelOutput
+
+
+def bce(logit: float, target: float) -> float:
+    p = 1 / (1 + math.exp(-logit))
+    return -(target * math.log(p) + (1 - target) * math.log(1 - p))
+
+
+# --------------------------------------------------------------------------------------------
+# L_g and L_p
+
+
+def test_image_loss_is_mean_bce():
+    logits = torch.tensor([[2.0, -1.0], [0.0, 3.0]])
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    expected = (bce(2, 1) + bce(-1, 0) + bce(0, 0) + bce(3, 1)) / 4
+    assert image_loss(logits, targets).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_pair_mil_takes_max_over_each_images_pairs():
+    pair_logits = torch.tensor([[1.0, -2.0], [3.0, -1.0], [-4.0, 0.5]], requires_grad=True)  # (P=3, A=2)
+    pair_image = torch.tensor([0, 0, 1])
+    pooled, has_pairs = image_verb_logits(pair_logits, pair_image, 3)
+    assert pooled[:2].tolist() == [[3.0, -1.0], [-4.0, 0.5]]
+    assert has_pairs.tolist() == [True, True, False]  # image 2 has no pair
+    verbs = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    loss = pair_mil_loss(pair_logits, pair_image, verbs)
+    expected = (bce(3, 1) + bce(-1, 0) + bce(-4, 0) + bce(0.5, 1)) / 4  # image 2 does not count
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    # only the maximum pair of each image and verb gets a gradient
+    assert pair_logits.grad[0].tolist() == [0.0, 0.0]
+    assert (pair_logits.grad[1] != 0).all() and (pair_logits.grad[2] != 0).all()
+
+
+def test_pair_mil_without_pairs_is_zero_and_connected():
+    pair_logits = torch.zeros((0, 2), requires_grad=True)
+    loss = pair_mil_loss(pair_logits, torch.zeros(0, dtype=torch.int64), torch.ones(2, 2))
+    assert loss.item() == 0.0 and loss.requires_grad
+
+
+# --------------------------------------------------------------------------------------------
+# self-taught relatedness pseudo-labels
+
+
+def test_pseudo_labels_mask_objects_not_in_the_image_labels():
+    # one image, verbs (A=2), objects (O=3); pairs' objects: 1, 2, 1
+    pair_logits = torch.tensor([[0.1, 0.0], [5.0, 0.0], [0.3, 0.0]])
+    pair_objects = torch.tensor([1, 2, 1])
+    pair_image = torch.zeros(3, dtype=torch.int64)
+    verbs = torch.tensor([[1.0, 0.0]])
+    objects = torch.tensor([[0.0, 1.0, 0.0]])  # object 2 is not labelled: pair 1 is masked despite its score
+    labels = relatedness_pseudo_labels(pair_logits, pair_objects, pair_image, verbs, objects, top_k=1)
+    assert labels.tolist() == [0.0, 0.0, 1.0]
+
+
+def test_pseudo_labels_top1_per_labelled_verb_over_several_images():
+    pair_logits = torch.tensor(
+        [
+            [2.0, 0.0, 9.0],  # image 0
+            [1.0, 3.0, 9.0],
+            [0.5, 1.0, 9.0],
+            [4.0, 0.0, 0.0],  # image 1
+            [1.0, 2.0, 0.0],
+        ]
+    )
+    pair_objects = torch.tensor([1, 1, 1, 1, 1])
+    pair_image = torch.tensor([0, 0, 0, 1, 1])
+    verbs = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 0.0]])  # verb 2 is not labelled anywhere
+    objects = torch.tensor([[0.0, 1.0], [0.0, 1.0]])
+    labels = relatedness_pseudo_labels(pair_logits, pair_objects, pair_image, verbs, objects, top_k=1)
+    # image 0: verb 0 -> pair 0, verb 1 -> pair 1; image 1: verb 1 -> pair 4
+    assert labels.tolist() == [1.0, 1.0, 0.0, 0.0, 1.0]
+
+
+def test_pseudo_labels_top_k():
+    pair_logits = torch.tensor([[0.1], [0.9], [0.5], [0.7]])
+    pair_objects = torch.tensor([0, 0, 0, 1])  # the last pair's object is not labelled
+    pair_image = torch.zeros(4, dtype=torch.int64)
+    verbs, objects = torch.tensor([[1.0]]), torch.tensor([[1.0, 0.0]])
+    top2 = relatedness_pseudo_labels(pair_logits, pair_objects, pair_image, verbs, objects, top_k=2)
+    assert top2.tolist() == [0.0, 1.0, 1.0, 0.0]
+    # K larger than the candidates: every candidate, never a masked pair
+    top5 = relatedness_pseudo_labels(pair_logits, pair_objects, pair_image, verbs, objects, top_k=5)
+    assert top5.tolist() == [1.0, 1.0, 1.0, 0.0]
+
+
+def test_pseudo_labels_when_no_pair_qualifies():
+    pair_logits = torch.tensor([[3.0], [2.0]])
+    pair_image = torch.tensor([0, 1])
+    # image 0: its pair's object is unlabelled; image 1: no verb label
+    labels = relatedness_pseudo_labels(
+        pair_logits,
+        torch.tensor([1, 0]),
+        pair_image,
+        torch.tensor([[1.0], [0.0]]),
+        torch.tensor([[1.0, 0.0], [1.0, 0.0]]),
+    )
+    assert labels.tolist() == [0.0, 0.0]
+    empty = relatedness_pseudo_labels(
+        torch.zeros((0, 1)), torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64),
+        torch.ones(1, 1), torch.ones(1, 1),
+    )  # fmt: skip
+    assert empty.shape == (0,)
+
+
+def test_pseudo_labels_ties_keep_the_earlier_pair():
+    labels = relatedness_pseudo_labels(
+        torch.tensor([[1.0], [1.0]]), torch.tensor([0, 0]), torch.tensor([0, 0]), torch.ones(1, 1), torch.ones(1, 1)
+    )
+    assert labels.tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError, match="top_k"):
+        relatedness_pseudo_labels(torch.ones(1, 1), torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64),
+                                  torch.ones(1, 1), torch.ones(1, 1), top_k=0)  # fmt: skip
+
+
+def test_relatedness_loss_is_mean_bce():
+    loss = relatedness_loss(torch.tensor([2.0, -1.0, 0.0]), torch.tensor([1.0, 0.0, 1.0]))
+    assert loss.item() == pytest.approx((bce(2, 1) + bce(-1, 0) + bce(0, 1)) / 3, rel=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# all terms
+
+
+def make_output(requires_grad: bool = True) -> tuple[ModelOutput, ImageTargets, torch.Tensor]:
+    output = ModelOutput(
+        global_logits=torch.tensor([[1.0, -1.0]], requires_grad=requires_grad),
+        pair_logits=torch.tensor([[2.0, -1.0], [0.0, 1.0]], requires_grad=requires_grad),
+        relatedness_logits=torch.tensor([0.5, -0.5], requires_grad=requires_grad),
+        pairs=torch.tensor([[0, 1], [0, 2]]),
+        pair_image=torch.tensor([0, 0]),
+    )
+    targets = ImageTargets(
+        hoi=torch.tensor([[1.0, 0.0]]), verb=torch.tensor([[1.0, 0.0]]), object=torch.tensor([[0.0, 1.0, 1.0]])
+    )
+    return output, targets, torch.tensor([1, 2])
+
+
+def test_compute_losses_terms_warmup_and_switches():
+    output, targets, pair_objects = make_output()
+    config = LossConfig(relatedness_warmup=10, relatedness_weight=2.0)
+    early = compute_losses(output, targets, pair_objects, config, iteration=9)
+    assert early.image.item() == pytest.approx((bce(1, 1) + bce(-1, 0)) / 2, rel=1e-6)
+    assert early.pair.item() == pytest.approx((bce(2, 1) + bce(1, 0)) / 2, rel=1e-6)
+    assert early.relatedness.item() == 0.0
+    late = compute_losses(output, targets, pair_objects, config, iteration=10)
+    # verb 0 labelled, both objects labelled: pair 0 (score 2.0) is the positive
+    assert late.relatedness.item() == pytest.approx(2.0 * (bce(0.5, 1) + bce(-0.5, 0)) / 2, rel=1e-6)
+    assert late.total.item() == pytest.approx(late.image.item() + late.pair.item() + late.relatedness.item())
+    assert set(late.as_floats()) == {"image", "pair", "relatedness", "total"}
+    late.total.backward()
+    assert output.relatedness_logits.grad is not None
+
+    off = compute_losses(output, targets, pair_objects,
+                         LossConfig(use_image_loss=False, use_pair_loss=False, use_relatedness_loss=False), 100)  # fmt: skip
+    assert off.total.item() == 0.0
+
+
+def test_effective_loss_config_drops_image_loss_without_hoi_recognition():
+    assert not effective_loss_config(LossConfig(), use_hoi_recognition=False).use_image_loss
+    assert effective_loss_config(LossConfig(), use_hoi_recognition=True) == LossConfig()

@@ -1,0 +1,378 @@
+"""The bi-level model's components on hand-computed inputs, and forward/backward of every ablation."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from open_clip.modified_resnet import AttentionPool2d, ModifiedResNet
+from torchvision.ops import roi_align
+
+from hoi_pipeline.ablations import ABLATIONS, TABLES
+from hoi_pipeline.config import ClipConfig, ModelConfig, RunConfig, with_overrides
+from hoi_pipeline.losses import ImageTargets, compute_losses, effective_loss_config
+from hoi_pipeline.modeling.backbone import (
+    attention_pool,
+    interpolate_positional_embedding,
+    load_torchvision_resnet50,
+    pool_roi_tokens,
+    project_qkv,
+)
+from hoi_pipeline.modeling.knowledge_transfer import knowledge_attention
+from hoi_pipeline.modeling.model import build_model
+from hoi_pipeline.modeling.pairing import enumerate_pairs, pair_object_labels, union_boxes
+from hoi_pipeline.modeling.spatial_encoding import encode_box_pairs
+from hoi_pipeline.structures import Vocabulary
+
+VOCAB = Vocabulary(
+    verbs=("hold", "ride", "no_interaction"),
+    objects=("person", "horse", "cup"),
+    hoi_classes=[[0, 2], [1, 1], [2, 1], [0, 1], [0, 0]],
+    rare=[0],
+    non_rare=[1, 2, 3, 4],
+)
+SIZE = 64
+VISUAL_DIM = 32
+
+
+def tiny_visual(seed: int = 0) -> ModifiedResNet:
+    torch.manual_seed(seed)
+    return ModifiedResNet(layers=[1, 1, 1, 1], output_dim=VISUAL_DIM, heads=2, image_size=SIZE, width=8)
+
+
+def tiny_model(model: ModelConfig | None = None, bank_dim: int = VISUAL_DIM, seed: int = 0, **kwargs):
+    model = model or ModelConfig()
+    model = dataclasses.replace(model, hidden_dim=24, spatial_dim=8)
+    torch.manual_seed(seed)
+    bank = torch.nn.functional.normalize(torch.randn(VOCAB.num_classes, bank_dim), dim=-1)
+    return build_model(
+        clip=ClipConfig(model="hoi-tiny-rn", pretrained=None),
+        model=model,
+        vocabulary=VOCAB,
+        bank_embeddings=bank,
+        visual=tiny_visual(seed),
+        **kwargs,
+    )
+
+
+def tiny_batch():
+    torch.manual_seed(1)
+    images = torch.randn(3, 3, SIZE, SIZE)
+    boxes = [
+        torch.tensor([[2.0, 2.0, 30.0, 60.0], [25.0, 20.0, 60.0, 50.0], [5.0, 40.0, 20.0, 62.0]]),
+        torch.tensor([[10.0, 4.0, 40.0, 40.0], [0.0, 0.0, 63.0, 63.0]]),
+        torch.zeros((0, 4)),  # an image without proposals
+    ]
+    labels = [torch.tensor([0, 1, 2]), torch.tensor([0, 0]), torch.zeros(0, dtype=torch.int64)]
+    scores = [torch.tensor([0.9, 0.8, 0.3]), torch.tensor([0.7, 0.6]), torch.zeros(0)]
+    sizes = torch.tensor([[64, 48], [64, 64], [40, 64]])
+    targets = ImageTargets(
+        hoi=torch.tensor([[0, 1, 0, 0, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]], dtype=torch.float32),
+        verb=torch.tensor([[0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=torch.float32),
+        object=torch.tensor([[0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=torch.float32),
+    )
+    return images, boxes, labels, scores, sizes, targets
+
+
+# --------------------------------------------------------------------------------------------
+# spatial encoding, hand-computed
+
+
+def test_spatial_encoding_hand_computed():
+    boxes_h = torch.tensor([[0.0, 0.0, 10.0, 20.0], [0.0, 0.0, 10.0, 10.0]])
+    boxes_o = torch.tensor([[10.0, 10.0, 30.0, 20.0], [5.0, 5.0, 15.0, 15.0]])
+    sizes = torch.tensor([[40, 50], [20, 20]])  # (height, width)
+    enc = encode_box_pairs(boxes_h, boxes_o, sizes)
+    assert enc.shape == (2, 36)
+    # pair 0: centres (5, 10) and (20, 15); sizes 10x20 and 20x10; no overlap; object right of and below
+    expected0 = [0.1, 0.25, 0.4, 0.375, 0.2, 0.5, 0.4, 0.25, 0.1, 0.1, 1.0, 0.5, 2.0, 0.0, 1.5, 0.0, 0.25, 0.0]
+    # pair 1: centres (5, 5) and (10, 10); 10x10 each; IoU 25 / 175; dx = dy = 5 / 10
+    expected1 = [0.25, 0.25, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25, 1.0, 1.0, 1.0, 1 / 7, 0.5, 0.0, 0.5, 0.0]
+    torch.testing.assert_close(enc[:, :18], torch.tensor([expected0, expected1]), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(enc[:, 18:], torch.log(enc[:, :18] + 1e-10))
+
+
+def test_spatial_encoding_directions():
+    human = torch.tensor([[10.0, 10.0, 20.0, 20.0]] * 2)
+    objects = torch.tensor([[0.0, 0.0, 4.0, 4.0], [30.0, 30.0, 34.0, 34.0]])  # above-left, below-right
+    enc = encode_box_pairs(human, objects, torch.tensor([[100, 100]] * 2))
+    assert enc[0, 14] == 0 and enc[0, 15] > 0 and enc[0, 16] == 0 and enc[0, 17] > 0
+    assert enc[1, 14] > 0 and enc[1, 15] == 0 and enc[1, 16] > 0 and enc[1, 17] == 0
+
+
+# --------------------------------------------------------------------------------------------
+# pairing
+
+
+def test_enumerate_pairs_every_human_with_every_other_detection():
+    labels = torch.tensor([0, 2, 0, 1])  # person, cup, person, horse
+    pairs = enumerate_pairs(labels, person=0)
+    assert pairs.tolist() == [[0, 1], [0, 2], [0, 3], [2, 0], [2, 1], [2, 3]]
+
+
+def test_enumerate_pairs_cap_keeps_best_detection_products_in_order():
+    labels = torch.tensor([0, 2, 0, 1])
+    scores = torch.tensor([0.9, 0.1, 0.5, 0.8])
+    # products: (0,1) .09 (0,2) .45 (0,3) .72 (2,0) .45 (2,1) .05 (2,3) .40
+    pairs = enumerate_pairs(labels, person=0, scores=scores, max_pairs=3)
+    assert pairs.tolist() == [[0, 2], [0, 3], [2, 0]]
+
+
+def test_enumerate_pairs_without_humans_or_alone():
+    assert enumerate_pairs(torch.tensor([1, 2]), person=0).shape == (0, 2)
+    assert enumerate_pairs(torch.tensor([0]), person=0).shape == (0, 2)
+    assert enumerate_pairs(torch.zeros(0, dtype=torch.int64), person=0).shape == (0, 2)
+
+
+def test_union_boxes_and_pair_object_labels():
+    union = union_boxes(torch.tensor([[0.0, 5.0, 10.0, 20.0]]), torch.tensor([[5.0, 0.0, 30.0, 10.0]]))
+    assert union.tolist() == [[0.0, 0.0, 30.0, 20.0]]
+    pairs = torch.tensor([[0, 1], [0, 2], [1, 0]])
+    pair_image = torch.tensor([0, 0, 1])
+    labels = [torch.tensor([0, 2, 1]), torch.tensor([1, 0])]
+    assert pair_object_labels(pairs, pair_image, labels).tolist() == [2, 1, 1]
+
+
+# --------------------------------------------------------------------------------------------
+# attention pooling
+
+
+def test_attention_pool_matches_clip_at_native_grid_and_resizes():
+    torch.manual_seed(0)
+    pool = AttentionPool2d(7, 64, 4, 16)
+    grid = torch.randn(2, 64, 7, 7)
+    torch.testing.assert_close(attention_pool(pool, grid), pool(grid), atol=1e-5, rtol=1e-4)
+    assert attention_pool(pool, torch.randn(2, 64, 5, 9)).shape == (2, 16)
+    resized = interpolate_positional_embedding(pool.positional_embedding, 3, 4)
+    assert resized.shape == (1 + 12, 64)
+    torch.testing.assert_close(resized[0], pool.positional_embedding[0])
+
+
+def test_attention_pool_ignores_padded_cells():
+    torch.manual_seed(0)
+    pool = AttentionPool2d(4, 32, 2, 8)
+    features = torch.randn(1, 32, 4, 4)
+    valid = torch.zeros(1, 4, 4, dtype=torch.bool)
+    valid[:, :3, :2] = True
+    changed = features.clone()
+    changed[:, :, 3:, :] = 100.0
+    changed[:, :, :, 2:] = -50.0
+    torch.testing.assert_close(attention_pool(pool, features, valid), attention_pool(pool, changed, valid))
+    assert not torch.allclose(attention_pool(pool, features), attention_pool(pool, changed))
+
+
+def test_roi_pooling_on_projected_maps_equals_pooling_each_roi():
+    torch.manual_seed(0)
+    pool = AttentionPool2d(7, 64, 4, 32)
+    features = torch.randn(2, 64, 9, 11)
+    rois = torch.tensor([[0, 0, 0, 100, 200.0], [1, 30, 40, 300, 280], [1, -10, -5, 400, 400]])
+    naive = attention_pool(pool, roi_align(features, rois, (7, 7), 1 / 32, 2, aligned=True))
+    fast = pool_roi_tokens(pool, roi_align(project_qkv(pool, features), rois, (7, 7), 1 / 32, 2, aligned=True))
+    torch.testing.assert_close(fast, naive, atol=1e-5, rtol=1e-4)
+
+
+def test_knowledge_attention_variants():
+    query = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    bank = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    t = torch.tensor(10.0)
+    soft = knowledge_attention(query, bank, t, "softmax")
+    torch.testing.assert_close(soft.sum(1), torch.ones(2))
+    assert soft[0].argmax() == 0 and soft[1].argmax() == 1
+    torch.testing.assert_close(knowledge_attention(query, bank, t, "uniform"), torch.full((2, 3), 1 / 3))
+    sig = knowledge_attention(query, bank, t, "sigmoid")
+    torch.testing.assert_close(sig[0], torch.sigmoid(torch.tensor([10.0, 0.0, -10.0])) / 3)
+
+
+# --------------------------------------------------------------------------------------------
+# the whole model
+
+
+def check_forward_backward(model, *, expect_global: bool):
+    images, boxes, labels, scores, sizes, targets = tiny_batch()
+    model.train()
+    out = model(images, boxes, labels, scores, sizes)
+    # pairs: image 0 has one human with 2 others; image 1 has two humans (each with the other); image 2 none
+    assert out.pairs.tolist() == [[0, 1], [0, 2], [0, 1], [1, 0]]
+    assert out.pair_image.tolist() == [0, 0, 1, 1]
+    assert out.global_logits.shape == (3, VOCAB.num_classes)
+    assert out.pair_logits.shape == (4, VOCAB.num_verbs)
+    assert out.relatedness_logits.shape == (4,)
+    for tensor in (out.global_logits, out.pair_logits, out.relatedness_logits):
+        assert torch.isfinite(tensor).all()
+    assert out.global_logits.requires_grad == expect_global
+    return out, labels, targets
+
+
+# presets on a CLIP backbone (the torchvision backbone: test_detector_backbone_loads_and_trains)
+CLIP_PRESETS = sorted(name for name, o in ABLATIONS.items() if "backbone_source" not in o.get("model", {}))
+
+
+@pytest.mark.parametrize("name", CLIP_PRESETS)
+def test_every_ablation_forward_backward(name):
+    run = with_overrides(RunConfig(dataset="d", detector="x"), ABLATIONS[name])
+    bank_dim = 24 if run.model.bank_clip_model else VISUAL_DIM  # another text model: another width
+    model = tiny_model(run.model, bank_dim=bank_dim)
+    out, labels, targets = check_forward_backward(model, expect_global=run.model.use_hoi_recognition)
+    loss_config = effective_loss_config(
+        dataclasses.replace(run.loss, relatedness_warmup=0), run.model.use_hoi_recognition
+    )
+    pair_objects = pair_object_labels(out.pairs, out.pair_image, labels)
+    terms = compute_losses(out, targets, pair_objects, loss_config, iteration=0)
+    assert torch.isfinite(terms.total)
+    terms.total.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert grads["backbone.visual.conv1.weight"] is not None and grads["backbone.visual.conv1.weight"].abs().sum() > 0
+    assert grads["pairwise.f_p.2.weight"].abs().sum() > 0
+    if run.loss.use_relatedness_loss:
+        assert grads["pairwise.f_b.2.weight"].abs().sum() > 0
+    else:
+        assert grads["pairwise.f_b.2.weight"] is None or grads["pairwise.f_b.2.weight"].abs().sum() == 0
+    bank_grad = model.bank.weight.grad
+    if run.model.use_hoi_recognition and run.model.bank_trainable:
+        assert bank_grad is not None and bank_grad.abs().sum() > 0
+    else:
+        assert bank_grad is None or bank_grad.abs().sum() == 0
+    if run.model.use_knowledge_transfer:
+        assert grads["knowledge_transfer.meta_projection.weight"].abs().sum() > 0
+
+
+def test_local_branch_never_moves_the_bank():
+    model = tiny_model()
+    out, _, _ = check_forward_backward(model, expect_global=True)
+    (out.pair_logits.sum() + out.relatedness_logits.sum()).backward()
+    assert model.bank.weight.grad is None  # the knowledge transfer network reads W_T detached
+    assert model.knowledge_transfer.log_temperature.grad is not None
+    out = model(*tiny_batch()[:5])
+    out.global_logits.sum().backward()
+    assert model.bank.weight.grad.abs().sum() > 0
+
+
+def test_frozen_bank_has_no_gradient_and_random_bank_is_seeded():
+    frozen = tiny_model(ModelConfig(bank_trainable=False))
+    assert not frozen.bank.weight.requires_grad
+    assert all(p is not frozen.bank.weight for group in frozen.parameter_groups() for p in group)
+    first = build_model(
+        clip=ClipConfig(),
+        model=ModelConfig(bank_source="random", hidden_dim=8, spatial_dim=8),
+        vocabulary=VOCAB,
+        bank_embeddings=torch.ones(5, VISUAL_DIM),
+        visual=tiny_visual(),
+        seed=3,
+    )
+    second = build_model(
+        clip=ClipConfig(),
+        model=ModelConfig(bank_source="random", hidden_dim=8, spatial_dim=8),
+        vocabulary=VOCAB,
+        bank_embeddings=torch.zeros(5, VISUAL_DIM),
+        visual=tiny_visual(),
+        seed=3,
+    )
+    torch.testing.assert_close(first.bank.weight, second.bank.weight)
+    torch.testing.assert_close(first.bank.weight.norm(dim=1), torch.ones(5))
+    assert not torch.allclose(first.bank.weight, torch.ones(5, VISUAL_DIM))
+
+
+def test_layer3_features_start_as_layer4_only():
+    base = tiny_model(ModelConfig())
+    both = tiny_model(ModelConfig(feature_layers=("layer3", "layer4")))
+    both.load_state_dict(base.state_dict(), strict=False)  # the zero-initialised P3 adds nothing yet
+    base.eval(), both.eval()
+    images, boxes, labels, scores, sizes, _ = tiny_batch()
+    torch.testing.assert_close(both(images, boxes, labels, scores, sizes).pair_logits,
+                               base(images, boxes, labels, scores, sizes).pair_logits)  # fmt: skip
+    assert both.layer3_projection.weight.shape[:2] == (256, 128)
+
+
+def test_frozen_batchnorm_statistics_stay_fixed():
+    model = tiny_model()
+    model.train()
+    before = model.backbone.visual.bn1.running_mean.clone()
+    model(*tiny_batch()[:5])
+    torch.testing.assert_close(model.backbone.visual.bn1.running_mean, before)
+    assert not model.backbone.visual.bn1.training and model.pairwise.training
+
+
+def test_image_without_pairs_gives_empty_outputs():
+    model = tiny_model()
+    out = model(torch.randn(1, 3, SIZE, SIZE), [torch.zeros((0, 4))], [torch.zeros(0, dtype=torch.int64)])
+    assert out.pairs.shape == (0, 2) and out.pair_logits.shape == (0, 3) and out.relatedness_logits.shape == (0,)
+    assert out.global_logits.shape == (1, VOCAB.num_classes)
+
+
+def test_bank_size_must_match_vocabulary():
+    with pytest.raises(ValueError, match="5 HOI classes"):
+        build_model(clip=ClipConfig(), model=ModelConfig(), vocabulary=VOCAB, bank_embeddings=torch.zeros(4, 8),
+                    visual=tiny_visual())  # fmt: skip
+
+
+def test_ablation_tables_cover_the_paper_rows():
+    assert "baseline" in TABLES["table2"]
+    assert {"ktn_union", "ktn_uniform", "ktn_sigmoid"} <= set(TABLES["table4"])
+    assert {"topk_1", "topk_2"} <= set(TABLES["table5"])
+    base = RunConfig(dataset="d", detector="x")
+    for name, overrides in ABLATIONS.items():
+        run = with_overrides(base, overrides)  # every preset is a valid config
+        assert run != base or name in ("ktn_union", "topk_1"), name  # those two restate the defaults
+    baseline = with_overrides(base, ABLATIONS["baseline"])
+    assert not baseline.model.use_hoi_recognition and not baseline.model.use_knowledge_transfer
+    assert not baseline.loss.use_relatedness_loss and not baseline.infer.use_global_score
+
+
+def test_detector_backbone_loads_and_trains(tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    body = torchvision.models.resnet50(weights=None).state_dict()
+    state = {f"backbone.body.{k}": v for k, v in body.items() if not k.startswith("fc.")}
+    state["backbone.fpn.inner_blocks.0.0.weight"] = torch.zeros(1)  # detector parts are ignored
+    weights = tmp_path / "frcnn.pt"
+    torch.save(state, weights)
+    resnet = load_torchvision_resnet50("coco_detector", str(weights))
+    torch.testing.assert_close(resnet.layer1[0].conv1.weight, body["layer1.0.conv1.weight"])
+
+    config = ModelConfig(backbone_source="coco_detector", backbone_weights=str(weights), hidden_dim=16, spatial_dim=8)
+    model = build_model(clip=ClipConfig(), model=config, vocabulary=VOCAB, bank_embeddings=torch.randn(5, 32))
+    _, rest = model.parameter_groups()
+    assert any(p is model.backbone.attnpool.q_proj.weight for p in rest)  # the new attention pool: head lr
+    assert model.backbone.embed_dim == 32
+    out, _, _ = check_forward_backward(model, expect_global=True)
+    (out.global_logits.sum() + out.pair_logits.sum()).backward()
+    assert model.backbone.body["layer4"][0].conv1.weight.grad.abs().sum() > 0
+
+    bad = tmp_path / "bad.pt"
+    torch.save({"something": torch.zeros(1)}, bad)
+    with pytest.raises(ValueError, match="backbone.body"):
+        load_torchvision_resnet50("coco_detector", str(bad))
+    with pytest.raises(FileNotFoundError, match="backbone_weights"):
+        load_torchvision_resnet50("coco_detector", str(tmp_path / "missing.pt"))
+
+
+def test_hoi_recognition_starts_at_low_prior():
+    model = tiny_model()
+    model.eval()
+    with torch.no_grad():
+        out = model(*tiny_batch()[:5])
+    probabilities = torch.sigmoid(out.global_logits)
+    assert probabilities.max() < math.exp(-10 + 10) / (1 + math.exp(0)) + 1e-6  # t * cos + b <= 10 - 10
+
+
+def test_dense_roi_align_equals_torchvision():
+    from hoi_pipeline.modeling.backbone import align_rois, dense_roi_align
+
+    torch.manual_seed(0)
+    features = torch.randn(3, 5, 6, 7, dtype=torch.float64, requires_grad=True)
+    rois = torch.tensor(
+        [[0, 3.0, 5.0, 100.0, 150.0], [2, -40.0, -20.0, 60.0, 260.0], [1, 180.0, 150.0, 260.0, 230.0],
+         [1, 10.0, 10.0, 11.0, 12.0], [0, 0.0, 0.0, 224.0, 192.0]], dtype=torch.float64,
+    )  # fmt: skip
+    for size, ratio in ((7, 2), (3, 1), (4, 3)):
+        expected = roi_align(features, rois, (size, size), 1 / 32, ratio, aligned=True)
+        torch.testing.assert_close(dense_roi_align(features, rois, size, 1 / 32, ratio), expected)
+    grad = torch.randn(5, 5, 7, 7, dtype=torch.float64)
+    expected_grad = torch.autograd.grad(
+        (roi_align(features, rois, (7, 7), 1 / 32, 2, aligned=True) * grad).sum(), features
+    )
+    dense_grad = torch.autograd.grad((align_rois(features, rois, 7, 1 / 32) * grad).sum(), features)
+    torch.testing.assert_close(dense_grad, expected_grad)

@@ -1,0 +1,381 @@
+"""Training stage: dataset and letterboxing, seeded batches, checkpoints, resume determinism, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hoi_pipeline.artifacts import write_proposals
+from hoi_pipeline.checkpoints import (
+    load_trained_model,
+    load_training_state,
+    restore_rng_states,
+    rng_states,
+    vocabulary_from_dict,
+    vocabulary_to_dict,
+)
+from hoi_pipeline.config import ClipConfig, LossConfig, ModelConfig, TrainConfig, to_dict
+from hoi_pipeline.datasets import load_annotations
+from hoi_pipeline.datasets.hicodet import save_hicodet_json
+from hoi_pipeline.datasets.hoi_images import (
+    HOIImageDataset,
+    Preprocessing,
+    SeededBatchSampler,
+    collate_samples,
+    letterbox_size,
+)
+from hoi_pipeline.knowledge_bank_file import load_knowledge_bank, write_knowledge_bank
+from hoi_pipeline.stages import train as train_stage
+from hoi_pipeline.structures import HOIAnnotations, ImageAnnotation, Proposals, Vocabulary
+
+VOCAB = Vocabulary(
+    verbs=("hold", "ride", "no_interaction"),
+    objects=("person", "horse", "cup"),
+    hoi_classes=[[0, 2], [1, 1], [2, 1], [0, 1]],
+    rare=[0],
+    non_rare=[1, 2, 3],
+)
+CLIP = ClipConfig(model="hoi-tiny-rn", pretrained=None, image_size=64)
+MODEL = ModelConfig(hidden_dim=16, spatial_dim=8)
+LOSS = LossConfig(relatedness_warmup=1)
+PRE = Preprocessing(64, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+
+def make_split(root: Path, num_images: int = 6, seed: int = 0) -> dict[str, Path]:
+    """A tiny HICO-DET style split: random images, one labelled pair each, proposals and a bank."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    images, proposals = [], []
+    for i in range(num_images):
+        width, height = int(rng.integers(60, 100)), int(rng.integers(60, 100))
+        pixels = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "images" / f"img{i}.png")
+        box_h = [2.0, 2.0, width / 2, height - 2.0]
+        box_o = [width / 2 - 5, height / 3, width - 2.0, height - 5.0]
+        hoi = i % VOCAB.num_classes
+        verb, obj = (int(v) for v in VOCAB.hoi_classes[hoi])
+        images.append(ImageAnnotation(f"img{i}.png", width, height, [box_h], [box_o], [hoi], [verb], [obj]))
+        boxes = np.array([box_h, box_o, [1, 1, 10, 10]], np.float32)
+        proposals.append(Proposals(f"img{i}.png", boxes, np.array([0.9, 0.8, 0.5], np.float32), np.array([0, obj, 2])))
+    # an image whose detections have no human: skipped by training
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(root / "images" / "nohuman.png")
+    images.append(ImageAnnotation("nohuman.png", 40, 40, [[0, 0, 5, 5]], [[5, 5, 9, 9]], [1], [1], [1]))
+    proposals.append(Proposals("nohuman.png", [[5, 5, 9, 9]], [0.9], [1]))
+    save_hicodet_json(HOIAnnotations(VOCAB, tuple(images), "synthetic"), root / "train.json")
+    write_proposals(root / "proposals.h5", proposals, {"split": "train"})
+    bank = rng.normal(size=(VOCAB.num_classes, 64)).astype(np.float32)
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    write_knowledge_bank(root / "bank.h5", bank, ["p"] * VOCAB.num_classes, VOCAB.hoi_classes,
+                         {"clip_model": "hoi-tiny-rn"})  # fmt: skip
+    return {"annotations": root / "train.json", "images": root / "images", "proposals": root / "proposals.h5",
+            "bank": root / "bank.h5"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory) -> dict[str, Path]:
+    return make_split(tmp_path_factory.mktemp("split"))
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def run_training(split: dict[str, Path], out_dir: Path, train: TrainConfig, **kwargs) -> None:
+    train_stage.run(clip=CLIP, model=MODEL, loss=LOSS, train=train, split="train", out_dir=out_dir, **split, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# dataset
+
+
+def test_letterbox_and_box_scaling(tmp_path):
+    Image.fromarray(np.full((50, 100, 3), 255, np.uint8)).save(tmp_path / "a.png")  # width 100, height 50
+    annotation = ImageAnnotation("a.png", 100, 50, [[0, 0, 50, 50]], [[50, 0, 100, 25]], [3], [0], [1])
+    proposals = [Proposals("a.png", [[0, 0, 50, 50], [50, 0, 100, 25]], [0.9, 0.8], [0, 1])]
+    dataset = HOIImageDataset(images=tmp_path, filenames=["a.png"], proposals=proposals, vocabulary=VOCAB,
+                              preprocessing=PRE, annotations=[annotation])  # fmt: skip
+    assert letterbox_size(100, 50, 64) == (64, 32)
+    sample = dataset[0]
+    assert sample.image.shape == (3, 64, 64) and sample.content_size == (32, 64) and sample.original_size == (50, 100)
+    torch.testing.assert_close(sample.boxes, torch.tensor([[0, 0, 32, 32], [32, 0, 64, 16.0]]))
+    assert torch.allclose(sample.image[:, :32], torch.full((3, 32, 64), 2.0))  # white: (1 - 0.5) / 0.25
+    assert torch.all(sample.image[:, 32:] == 0)  # padding: the mean colour
+    assert (
+        sample.hoi.tolist() == [0, 0, 0, 1]
+        and sample.verb.tolist() == [1, 0, 0]
+        and sample.object.tolist() == [0, 1, 0]
+    )
+    flipped = dataset[(0, True)]
+    torch.testing.assert_close(flipped.boxes, torch.tensor([[32, 0, 64, 32], [0, 0, 32, 16.0]]))
+    batch = collate_samples([sample, flipped])
+    torch.testing.assert_close(batch.original_boxes(1), torch.tensor([[0, 0, 50, 50], [50, 0, 100, 25.0]]))
+
+
+def test_image_without_proposals_batches_and_runs(tmp_path):
+    Image.fromarray(np.zeros((30, 20, 3), np.uint8)).save(tmp_path / "b.png")
+    dataset = HOIImageDataset(images=tmp_path, filenames=["b.png"], proposals=[Proposals("b.png", [], [], [])],
+                              vocabulary=VOCAB, preprocessing=PRE)  # fmt: skip
+    batch = collate_samples([dataset[0]])
+    assert batch.boxes[0].shape == (0, 4) and batch.targets.hoi.sum() == 0
+    from open_clip.modified_resnet import ModifiedResNet
+
+    from hoi_pipeline.modeling.model import build_model
+
+    visual = ModifiedResNet(layers=[1, 1, 1, 1], output_dim=32, heads=2, image_size=64, width=8)
+    model = build_model(clip=CLIP, model=MODEL, vocabulary=VOCAB, bank_embeddings=torch.randn(4, 32), visual=visual)
+    out = model(batch.images, batch.boxes, batch.labels, batch.scores, batch.image_sizes)
+    assert out.pairs.shape == (0, 2)
+
+
+def test_dataset_reads_proposals_file_and_counts_skipped(split):
+    annotations = load_annotations(split["annotations"], "train")
+    dataset = HOIImageDataset.from_split(
+        annotations, images=split["images"], proposals=split["proposals"], preprocessing=PRE
+    )
+    indices, skipped = dataset.training_indices()
+    assert indices == list(range(6)) and skipped == {"no_hoi_label": 0, "no_human_pair": 1}
+    assert dataset[6].labels.tolist() == [1]
+    with pytest.raises(ValueError, match="no proposals for 1 of"):
+        HOIImageDataset(images=split["images"], filenames=["img0.png", "other.png"], proposals=split["proposals"],
+                        vocabulary=VOCAB, preprocessing=PRE)  # fmt: skip
+
+
+def test_seeded_batches_are_a_function_of_seed_and_iteration():
+    full = SeededBatchSampler(list(range(10, 17)), batch_size=3, seed=5, start=0, stop=8)
+    batches = list(full)
+    assert len(batches) == 8 and all(len(b) == 3 for b in batches)
+    resumed = list(SeededBatchSampler(list(range(10, 17)), batch_size=3, seed=5, start=4, stop=8))
+    assert resumed == batches[4:]
+    # each epoch visits every image once
+    seen = [index for batch in batches for index, _ in batch][:14]
+    assert sorted(seen[:7]) == list(range(10, 17)) and sorted(seen[7:]) == list(range(10, 17))
+    other = list(SeededBatchSampler(list(range(10, 17)), batch_size=3, seed=6, start=0, stop=8))
+    assert other != batches
+    no_flip = list(SeededBatchSampler(list(range(10, 17)), batch_size=3, seed=5, start=0, stop=8, flip=False))
+    assert all(not f for b in no_flip for _, f in b) and any(f for b in batches for _, f in b)
+    # DDP: the ranks' shares make up the global batch
+    shards = [SeededBatchSampler(list(range(10, 17)), batch_size=4, seed=5, start=0, stop=3, rank=r, world_size=2)
+              for r in range(2)]  # fmt: skip
+    single = SeededBatchSampler(list(range(10, 17)), batch_size=4, seed=5, start=0, stop=3)
+    for it in range(3):
+        assert sorted(shards[0].batch(it) + shards[1].batch(it)) == sorted(single.batch(it))
+    with pytest.raises(ValueError, match="multiple"):
+        SeededBatchSampler([1], batch_size=3, seed=0, start=0, stop=1, world_size=2)
+
+
+# --------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def test_vocabulary_and_rng_round_trip():
+    again = vocabulary_from_dict(json.loads(json.dumps(vocabulary_to_dict(VOCAB))))
+    assert again.verbs == VOCAB.verbs and np.array_equal(again.hoi_classes, VOCAB.hoi_classes)
+    assert again.person == VOCAB.person
+    import random
+
+    states = rng_states()
+    first = (random.random(), np.random.rand(), torch.rand(1).item())
+    restore_rng_states(states)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+
+
+def test_training_writes_outputs_and_resumes_identically(split, tmp_path):
+    train = TrainConfig(iterations=4, batch_size=2, num_workers=0, checkpoint_every=2, log_every=1, precision="fp32")
+    straight = tmp_path / "straight"
+    run_training(split, straight, train)
+    interrupted = tmp_path / "interrupted"
+    run_training(split, interrupted, train, max_steps=2)
+    assert not (interrupted / "model.pt").exists()
+    assert load_training_state(interrupted / "checkpoints" / "last.pt")["iteration"] == 2
+    run_training(split, interrupted, train)  # resumes at iteration 2
+
+    a = torch.load(straight / "model.pt", weights_only=True)
+    b = torch.load(interrupted / "model.pt", weights_only=True)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    rows = read_csv(straight / "losses.csv")
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]
+    assert float(rows[0]["loss_relatedness"]) == 0.0 and float(rows[1]["loss_relatedness"]) > 0  # warm-up of 1
+    assert all(np.isfinite(float(r["loss_total"])) for r in rows)
+    assert (straight / "losses.csv").read_text() == (interrupted / "losses.csv").read_text()
+    # the weights moved
+    initial_dir = tmp_path / "zero"
+    run_training(split, initial_dir, TrainConfig(iterations=1, batch_size=2, num_workers=0, precision="fp32",
+                                                  lr_head=0.0, lr_backbone=0.0))  # fmt: skip
+    c = torch.load(initial_dir / "model.pt", weights_only=True)
+    assert not torch.equal(a["state_dict"]["pairwise.f_p.2.weight"], c["state_dict"]["pairwise.f_p.2.weight"])
+
+
+def test_trained_model_loads_for_inference(split, tmp_path):
+    out = tmp_path / "run"
+    run_training(split, out, TrainConfig(iterations=1, batch_size=2, num_workers=0, precision="fp32"))
+    model, info = load_trained_model(out / "model.pt", "cpu")
+    assert not model.training
+    assert info.vocabulary.verbs == VOCAB.verbs and info.model == MODEL and info.clip == CLIP
+    assert info.preprocessing.image_size == 64 and info.iterations == 1 and info.max_pairs == 256
+    assert len(info.bank["sha256"]) == 16
+    annotations = load_annotations(split["annotations"], "train")
+    dataset = HOIImageDataset.from_split(annotations, images=split["images"], proposals=split["proposals"],
+                                         preprocessing=info.preprocessing)  # fmt: skip
+    batch = collate_samples([dataset[0], dataset[1]])
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["model"]
+    reference, _ = load_trained_model(out / "model.pt", "cpu")
+    reference.load_state_dict(state)
+    with torch.no_grad():
+        first = model(batch.images, batch.boxes, batch.labels, batch.scores, batch.image_sizes)
+        second = reference(batch.images, batch.boxes, batch.labels, batch.scores, batch.image_sizes)
+    torch.testing.assert_close(first.pair_logits, second.pair_logits)
+    assert first.pairs.tolist() == [[0, 1], [0, 2], [0, 1], [0, 2]]
+
+    with pytest.raises(ValueError, match="hoi-pipeline-model"):
+        load_trained_model(out / "checkpoints" / "last.pt")
+    with pytest.raises(FileNotFoundError):
+        load_trained_model(tmp_path / "missing.pt")
+
+
+def test_changed_config_trains_from_scratch(split, tmp_path, caplog):
+    out = tmp_path / "run"
+    run_training(split, out, TrainConfig(iterations=2, batch_size=2, num_workers=0, precision="fp32"), max_steps=1)
+    run_training(split, out, TrainConfig(iterations=2, batch_size=2, num_workers=0, precision="fp32", seed=1))
+    assert "training from scratch" in caplog.text
+    assert [int(r["iteration"]) for r in read_csv(out / "losses.csv")] == [1, 2]
+
+
+def test_bank_from_another_model_is_refused(split, tmp_path):
+    with pytest.raises(ValueError, match="embedded with CLIP 'hoi-tiny-rn'"):
+        train_stage.run(clip=CLIP, model=ModelConfig(bank_clip_model="ViT-B-32"), loss=LOSS,
+                        train=TrainConfig(iterations=1, batch_size=2, num_workers=0), split="train",
+                        out_dir=tmp_path, **split)  # fmt: skip
+
+
+def test_cli_train(split, tmp_path):
+    from hoi_pipeline.cli import main
+
+    sections = {"clip": to_dict(CLIP), "model": to_dict(MODEL), "loss": to_dict(LOSS),
+                "train": to_dict(TrainConfig(iterations=1, batch_size=2, num_workers=1, precision="fp32"))}  # fmt: skip
+    code = main(["train", "--config-json", json.dumps(sections), "--annotations", str(split["annotations"]),
+                 "--images", str(split["images"]), "--proposals", str(split["proposals"]), "--bank", str(split["bank"]),
+                 "--out-dir", str(tmp_path / "cli")])  # fmt: skip
+    assert code == 0 and (tmp_path / "cli" / "model.pt").is_file()
+    assert main(["train", "--config-json", json.dumps(sections), "--annotations", str(tmp_path / "nope.json"),
+                 "--images", "x", "--proposals", "x", "--bank", "x", "--out-dir", str(tmp_path / "bad")]) == 2  # fmt: skip
+
+
+@pytest.mark.slow
+def test_distributed_training_on_two_cpu_processes(split, tmp_path):
+    """torchrun with 2 gloo processes: DDP, sharded batches, rank 0 writes."""
+    import subprocess
+    import sys
+
+    sections = {"clip": to_dict(CLIP), "model": to_dict(MODEL), "loss": to_dict(LOSS),
+                "train": to_dict(TrainConfig(iterations=2, batch_size=4, num_workers=0, precision="fp32"))}  # fmt: skip
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "hoi_pipeline", "train", "--config-json", json.dumps(sections),
+               "--annotations", str(split["annotations"]), "--images", str(split["images"]),
+               "--proposals", str(split["proposals"]), "--bank", str(split["bank"]), "--out-dir", str(tmp_path / "ddp")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "over 2 process(es)" in result.stderr
+    _, info = load_trained_model(tmp_path / "ddp" / "model.pt")
+    assert info.iterations == 2
+    rows = read_csv(tmp_path / "ddp" / "losses.csv")
+    assert len(rows) == 2 and all(np.isfinite(float(r["loss_total"])) for r in rows)
+
+
+# --------------------------------------------------------------------------------------------
+# learning is real (the demo run's settings on the synthetic demo scenes)
+
+
+def relatedness_pick_rate(model, dataset, annotations) -> tuple[float, float]:
+    """How often the pair with the highest s_b matches an annotated pair (both IoU >= 0.5), and chance."""
+    from torchvision.ops import box_iou
+
+    hits, chance = [], []
+    with torch.no_grad():
+        for start in range(0, len(dataset), 16):
+            batch = collate_samples([dataset[i] for i in range(start, min(len(dataset), start + 16))])
+            out = model(batch.images, batch.boxes, batch.labels, batch.scores, batch.image_sizes)
+            for b, i in enumerate(batch.indices.tolist()):
+                rows = torch.nonzero(out.pair_image == b, as_tuple=True)[0]
+                truth = annotations.images[i]
+                if len(rows) == 0 or truth.num_pairs == 0:
+                    continue
+                proposals = dataset.proposals(i)
+                pairs = out.pairs[rows].numpy()
+                boxes_h = torch.from_numpy(proposals.boxes[pairs[:, 0]])
+                boxes_o = torch.from_numpy(proposals.boxes[pairs[:, 1]])
+                match = ((box_iou(boxes_h, torch.from_numpy(truth.boxes_h)) >= 0.5)
+                         & (box_iou(boxes_o, torch.from_numpy(truth.boxes_o)) >= 0.5)).any(dim=1)  # fmt: skip
+                hits.append(float(match[out.relatedness_logits[rows].argmax()]))
+                chance.append(float(match.float().mean()))
+    return float(np.mean(hits)), float(np.mean(chance))
+
+
+def demo_map(model, dataset, annotations, infer) -> float:
+    from hoi_pipeline.evaluation.detections import from_hoi_detections
+    from hoi_pipeline.evaluation.hicodet import evaluate_hicodet
+    from hoi_pipeline.stages.infer import infer_dataset
+
+    detections = infer_dataset(model, dataset, hoi_lookup=torch.from_numpy(annotations.vocabulary.hoi_lookup()),
+                               infer=infer, device=torch.device("cpu"))  # fmt: skip
+    result = evaluate_hicodet(annotations, from_hoi_detections(annotations, detections), settings=("default",))
+    return result.summary()[0].full
+
+
+@pytest.mark.slow
+def test_learning_on_demo_scenes(tmp_path):
+    """Trained full model > Table 2 baseline and > untrained on mAP; s_b picks annotated pairs above chance."""
+    import dataclasses
+
+    from hoi_pipeline.ablations import ABLATIONS
+    from hoi_pipeline.config import load_project_config, with_overrides
+    from hoi_pipeline.stages import detect, embed_prompts, generate_demo, init_clip
+
+    project = load_project_config(Path(__file__).parents[1] / "config.yaml")
+    run = project.run("demo")
+    dataset_config = project.datasets[run.dataset]
+    data = tmp_path / "data"
+    generate_demo.run(settings=dataset_config.synthetic, out_dir=data)
+    for split in ("train", "test"):
+        detect.run(detector=project.detectors[run.detector], annotations=data / f"{split}.json", split=split,
+                   images=data / "images" / split, detections=data / f"detections_{split}.json",
+                   out=data / f"proposals_{split}.h5")  # fmt: skip
+    init_clip.run(model_name=run.clip.model, seed=0, out=tmp_path / "clip.pt")
+    clip = dataclasses.replace(run.clip, pretrained=str(tmp_path / "clip.pt"))
+    embed_prompts.run(clip=clip, annotations=data / "train.json", split="train", out=data / "bank.h5")
+
+    test = load_annotations(data / "test.json", "test")
+    scores = {}
+    for name in ("full", "baseline"):
+        variant = run if name == "full" else with_overrides(run, ABLATIONS["baseline"])
+        train_stage.run(clip=clip, model=variant.model, loss=variant.loss, train=variant.train,
+                        annotations=data / "train.json", split="train", images=data / "images" / "train",
+                        proposals=data / "proposals_train.h5", bank=data / "bank.h5", out_dir=tmp_path / name)  # fmt: skip
+        model, info = load_trained_model(tmp_path / name / "model.pt")
+        dataset = HOIImageDataset.from_split(test, images=data / "images" / "test", proposals=data / "proposals_test.h5",
+                                             preprocessing=info.preprocessing)  # fmt: skip
+        scores[name] = demo_map(model, dataset, test, variant.infer)
+        if name == "full":
+            trained_pick, chance = relatedness_pick_rate(model, dataset, test)
+            torch.manual_seed(1)
+            untrained, _ = train_stage.prepare_model(
+                clip=clip,
+                model=run.model,
+                vocabulary=test.vocabulary,
+                max_pairs=run.train.max_pairs,
+                seed=0,
+                bank_embeddings=torch.from_numpy(load_knowledge_bank(data / "bank.h5").embeddings),
+            )
+            scores["untrained"] = demo_map(untrained.eval(), dataset, test, run.infer)
+    summary = f"mAP {scores}, relatedness pick rate {trained_pick:.2f} vs chance {chance:.2f}"
+    assert scores["full"] > scores["untrained"] + 5.0, summary
+    assert scores["full"] > scores["baseline"], summary
+    assert trained_pick > chance + 0.2, summary
