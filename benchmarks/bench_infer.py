@@ -27,7 +27,8 @@ from hoi_pipeline.config import ClipConfig, InferConfig, ModelConfig
 from hoi_pipeline.datasets.hoi_images import HOIImageDataset, Preprocessing
 from hoi_pipeline.modeling.clip_loading import clip_image_size, clip_mean_std, load_clip
 from hoi_pipeline.modeling.model import build_model
-from hoi_pipeline.stages.infer import infer_dataset, resolve_device
+from hoi_pipeline.devices import resolve_device
+from hoi_pipeline.stages.infer import infer_dataset
 from hoi_pipeline.structures import Proposals, Vocabulary
 
 

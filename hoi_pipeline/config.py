@@ -300,6 +300,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # ablation presets (hoi_pipeline/ablations.py) in results/{run}/ablations.md; None = all of them
+    ablations: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,13 @@ same dataset and CLIP model share one knowledge bank. Proposals are keyed by dat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
 
 from hoi_pipeline.config import (
+    ClipConfig,
     ConfigError,
     DatasetConfig,
     ProjectConfig,
@@ -26,7 +28,6 @@ from hoi_pipeline.config import (
 
 ABLATION_DIR = "ablations"
 TRAINING_SECTIONS = ("dataset", "detector", "clip", "model", "loss", "train")
-BANK_SECTIONS = ("dataset", "clip")
 
 
 def load_workflow_config(config: Mapping) -> ProjectConfig:
@@ -63,8 +64,27 @@ def resolve_run(project: ProjectConfig, name: str) -> RunConfig:
     return with_overrides(run, presets[preset], f"ablation '{preset}'")
 
 
-def ablation_runs(run: str) -> list[str]:
-    return [f"{run}/{ABLATION_DIR}/{preset}" for preset in ablation_presets()]
+def run_ablations(project: ProjectConfig, run: str) -> list[str]:
+    """The ablation presets of a run's table: its `ablations` list, or every preset."""
+    presets = ablation_presets()
+    chosen = project.run(run).ablations
+    if chosen is None:
+        return list(presets)
+    unknown = sorted(set(chosen) - set(presets))
+    if unknown:
+        raise ConfigError(f"runs.{run}.ablations: unknown preset(s) {unknown}; presets: {sorted(presets)}")
+    return list(chosen)
+
+
+def ablation_runs(project: ProjectConfig, run: str) -> list[str]:
+    return [f"{run}/{ABLATION_DIR}/{preset}" for preset in run_ablations(project, run)]
+
+
+def bank_clip(run: RunConfig) -> ClipConfig:
+    """The CLIP model whose text tower embeds the run's knowledge bank (Table 2: another text model)."""
+    if run.model.bank_clip_model is None:
+        return run.clip
+    return dataclasses.replace(run.clip, model=run.model.bank_clip_model, pretrained=run.model.bank_clip_pretrained)
 
 
 def section_json(sections: Mapping[str, object]) -> str:
@@ -72,26 +92,29 @@ def section_json(sections: Mapping[str, object]) -> str:
     return json.dumps({name: to_dict(value) for name, value in sections.items()}, sort_keys=True, separators=(",", ":"))
 
 
-def _signature(run: RunConfig, fields: tuple[str, ...]) -> str:
-    return json.dumps([to_dict(getattr(run, f)) if not isinstance(getattr(run, f), str) else getattr(run, f)
-                       for f in fields], sort_keys=True)  # fmt: skip
+def _training_signature(run: RunConfig) -> str:
+    return json.dumps([run.dataset, run.detector, *(to_dict(getattr(run, f)) for f in TRAINING_SECTIONS[2:])])
 
 
-def _first_equal(runs: Mapping[str, RunConfig], name: str, fields: tuple[str, ...]) -> str:
+def _bank_signature(run: RunConfig) -> str:
+    return json.dumps([run.dataset, to_dict(bank_clip(run))], sort_keys=True)
+
+
+def _first_equal(runs: Mapping[str, RunConfig], name: str, signature) -> str:
     if name not in runs:
         raise ConfigError(f"unknown run '{name}'; known runs: {sorted(runs)}")
-    target = _signature(runs[name], fields)
-    return next(other for other, run in runs.items() if _signature(run, fields) == target)
+    target = signature(runs[name])
+    return next(other for other, run in runs.items() if signature(run) == target)
 
 
 def training_owner(runs: Mapping[str, RunConfig], name: str) -> str:
     """The first run whose checkpoint this run can use (itself when no earlier run trains the same)."""
-    return _first_equal(runs, name, TRAINING_SECTIONS)
+    return _first_equal(runs, name, _training_signature)
 
 
 def bank_owner(runs: Mapping[str, RunConfig], name: str) -> str:
-    """The first run whose knowledge bank this run can use."""
-    return _first_equal(runs, name, BANK_SECTIONS)
+    """The first run whose knowledge bank this run can use (same dataset and bank text model)."""
+    return _first_equal(runs, name, _bank_signature)
 
 
 def local_weights(pretrained: str | None) -> list[str]:

@@ -1,4 +1,4 @@
-# Config validation, run resolution and path helpers shared by every rule.
+# Config validation, run resolution and the input/param functions of every rule.
 import re
 
 from snakemake.utils import validate
@@ -30,22 +30,19 @@ def code(stage):
     return stage_code_digest(f"hoi_pipeline.stages.{stage}")
 
 
-def run_config(wildcards):
-    return RUNS[wildcards.run]
-
-
-def dataset_of(run):
-    return PROJECT.datasets[RUNS[run].dataset]
-
-
 def split_name(run, which):
     """The run's dataset train or test split name."""
-    dataset = dataset_of(run)
+    dataset = PROJECT.datasets[RUNS[run].dataset]
     return dataset.train_split if which == "train" else dataset.test_split
 
 
 def split_files(dataset, split):
     return wf.split_files(dataset, PROJECT.datasets[dataset], split)
+
+
+def run_split_file(run, which, key):
+    """A file of the run's train or test split (annotations, images, detections)."""
+    return split_files(RUNS[run].dataset, split_name(run, which))[key]
 
 
 def proposals_path(run, split):
@@ -56,3 +53,33 @@ def proposals_path(run, split):
 def run_sections(wildcards, *names):
     cfg = RUNS[wildcards.run]
     return wf.section_json({name: getattr(cfg, name) for name in names})
+
+
+def bank_path(run):
+    return f"results/{wf.bank_owner(RUNS, run)}/knowledge_bank.h5"
+
+
+def checkpoint_path(run):
+    return f"results/{wf.training_owner(RUNS, run)}/train/model.pt"
+
+
+def detect_inputs(wildcards):
+    files = split_files(wildcards.dataset, wildcards.split)
+    detector = PROJECT.detectors[wildcards.detector]
+    inputs = {"annotations": files["annotations"], "weights": wf.local_weights(detector.weights)}
+    if detector.backend == "precomputed":
+        if "detections" not in files:
+            raise ValueError(
+                f"detector '{wildcards.detector}' imports precomputed detections, but "
+                f"datasets.{wildcards.dataset}.splits.{wildcards.split}.detections is not set"
+            )
+        inputs["detections"] = files["detections"]
+    return inputs
+
+
+def detections_option(wildcards, input):
+    return f"--detections {input.detections}" if "detections" in input.keys() else ""
+
+
+def ablation_metrics(wildcards):
+    return [f"results/{name}/metrics.csv" for name in [wildcards.run, *wf.ablation_runs(PROJECT, wildcards.run)]]

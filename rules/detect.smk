@@ -1,21 +1,6 @@
 # Human and object proposals of one dataset split with one detector (shared by every run using them).
 
 
-def detect_inputs(wildcards):
-    files = split_files(wildcards.dataset, wildcards.split)
-    detector = PROJECT.detectors[wildcards.detector]
-    inputs = {"annotations": files["annotations"]}
-    if detector.backend == "precomputed":
-        if "detections" not in files:
-            raise ValueError(
-                f"detector '{wildcards.detector}' imports precomputed detections, but "
-                f"datasets.{wildcards.dataset}.splits.{wildcards.split}.detections is not set"
-            )
-        inputs["detections"] = files["detections"]
-    inputs["weights"] = wf.local_weights(detector.weights)
-    return inputs
-
-
 rule detect:
     input:
         unpack(detect_inputs),
@@ -24,7 +9,7 @@ rule detect:
     params:
         config=lambda w: wf.section_json({"detector": PROJECT.detectors[w.detector]}),
         images=lambda w: split_files(w.dataset, w.split)["images"],
-        detections=lambda w, input: f"--detections {input.detections}" if "detections" in input.keys() else "",
+        detections=detections_option,
         code=code("detect"),
     threads: 2
     resources:

@@ -1,18 +1,14 @@
 # The knowledge bank W_T: CLIP text embeddings of one prompt per HOI class.
 
 
-def bank_path(run):
-    return f"results/{wf.bank_owner(RUNS, run)}/knowledge_bank.h5"
-
-
 rule embed_prompts:
     input:
-        annotations=lambda w: split_files(RUNS[w.run].dataset, split_name(w.run, "train"))["annotations"],
-        weights=lambda w: wf.local_weights(RUNS[w.run].clip.pretrained),
+        annotations=lambda w: run_split_file(w.run, "train", "annotations"),
+        weights=lambda w: wf.local_weights(wf.bank_clip(RUNS[w.run]).pretrained),
     output:
         "results/{run}/knowledge_bank.h5",
     params:
-        config=lambda w: run_sections(w, "clip"),
+        config=lambda w: wf.section_json({"clip": wf.bank_clip(RUNS[w.run])}),
         split=lambda w: split_name(w.run, "train"),
         code=code("embed_prompts"),
     log:

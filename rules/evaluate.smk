@@ -3,7 +3,7 @@
 
 rule evaluate:
     input:
-        annotations=lambda w: split_files(RUNS[w.run].dataset, split_name(w.run, "test"))["annotations"],
+        annotations=lambda w: run_split_file(w.run, "test", "annotations"),
         detections=lambda w: f"results/{w.run}/detections_{split_name(w.run, 'test')}.h5",
     output:
         metrics="results/{run}/metrics.csv",

@@ -3,12 +3,12 @@
 
 rule ablations:
     input:
-        metrics=lambda w: [f"results/{name}/metrics.csv" for name in [w.run, *wf.ablation_runs(w.run)]],
+        metrics=ablation_metrics,
     output:
         csv="results/{run}/ablations.csv",
         md="results/{run}/ablations.md",
     params:
-        names=lambda w: ["full_model", *wf.ablation_presets()],
+        names=lambda w: ["full_model", *wf.run_ablations(PROJECT, w.run)],
         code=code("summarize"),
     wildcard_constraints:
         run="|".join(re.escape(name) for name in PROJECT.runs),

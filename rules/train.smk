@@ -1,13 +1,9 @@
 # Training from image-level labels; resumes from results/{run}/train/checkpoints/last.pt.
 
 
-def checkpoint_path(run):
-    return f"results/{wf.training_owner(RUNS, run)}/train/model.pt"
-
-
 rule train:
     input:
-        annotations=lambda w: split_files(RUNS[w.run].dataset, split_name(w.run, "train"))["annotations"],
+        annotations=lambda w: run_split_file(w.run, "train", "annotations"),
         proposals=lambda w: proposals_path(w.run, split_name(w.run, "train")),
         bank=lambda w: bank_path(w.run),
         weights=lambda w: wf.local_weights(RUNS[w.run].clip.pretrained),
@@ -16,7 +12,7 @@ rule train:
     params:
         config=lambda w: run_sections(w, "clip", "model", "loss", "train"),
         split=lambda w: split_name(w.run, "train"),
-        images=lambda w: split_files(RUNS[w.run].dataset, split_name(w.run, "train"))["images"],
+        images=lambda w: run_split_file(w.run, "train", "images"),
         out_dir=lambda w: f"results/{w.run}/train",
         code=code("train"),
     threads: 2

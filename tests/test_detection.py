@@ -23,7 +23,7 @@ from hoi_pipeline.datasets.detections_json import write_detections_json
 from hoi_pipeline.datasets.hicodet import save_hicodet_json
 from hoi_pipeline.detection import build_proposal_extractor
 from hoi_pipeline.detection.detectron2_backend import proposals_from_detectron2
-from hoi_pipeline.detection.extractor import RawDetections, resolve_device, to_proposals
+from hoi_pipeline.detection.extractor import RawDetections, to_proposals
 from hoi_pipeline.detection.label_map import (
     apply_label_table,
     load_label_map,
@@ -436,12 +436,3 @@ def test_unmapped_detector_classes_are_dropped_before_limits():
     p = to_proposals("a.png", raw, label_table=table, person=PERSON, settings=PostprocessSettings())
     assert p.labels.tolist() == [PERSON, PERSON] and p.scores.tolist() == pytest.approx([0.9, 0.4])
 
-
-def test_device_resolution():
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(ValueError, match="not a device"):
-        resolve_device("gpu please")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            resolve_device("cuda")

@@ -300,5 +300,6 @@ def test_embed_prompts_missing_weights_leave_no_output(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="clip.pretrained.*missing.pt"):
         embed_prompts.run(clip=clip, annotations=annotations_path, split="train", out=tmp_path / "bank.h5")
     assert not (tmp_path / "bank.h5").exists()
-    with pytest.raises(ValueError, match="clip.device"):
-        embed_prompts.resolve_device("gpu0")
+    bad_device = ClipConfig(model="hoi-tiny-rn", pretrained=None, device="gpu0")
+    with pytest.raises(ValueError, match="clip.device: 'gpu0' is not a device"):
+        embed_prompts.run(clip=bad_device, annotations=annotations_path, split="train", out=tmp_path / "bank.h5")

@@ -21,14 +21,14 @@ def build_proposal_extractor(detector: DetectorConfig, objects: Sequence[str], d
 
     `device` is auto, cpu, cuda or cuda:N (it overrides `detector.device`).
     """
-    from hoi_pipeline.detection.extractor import resolve_device
+    from hoi_pipeline.devices import resolve_device
 
     if detector.backend == "precomputed":
         raise ValueError(
             "detector.backend 'precomputed' imports detections made elsewhere and cannot run on new images; "
             "use a detector with backend torchvision or detectron2"
         )
-    torch_device = resolve_device(device)
+    torch_device = resolve_device(device, "detector.device")
     if detector.backend == "torchvision":
         from hoi_pipeline.detection.torchvision_backend import build_torchvision_extractor
 

@@ -8,6 +8,7 @@ through it with a DataLoader.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -25,24 +26,13 @@ from tqdm import tqdm
 from hoi_pipeline.datasets.images import read_image
 from hoi_pipeline.detection.label_map import apply_label_table
 from hoi_pipeline.detection.postprocess import PostprocessSettings, select_proposals
+from hoi_pipeline.devices import autocast
 from hoi_pipeline.structures import Proposals
 
 log = logging.getLogger(__name__)
 
-AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` = the first CUDA device when there is one, else the CPU; an unavailable CUDA is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ValueError(f"detector.device: '{name}' is not a device (use auto, cpu, cuda or cuda:N)") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"detector.device: '{name}' requested but CUDA is not available (use auto or cpu)")
-    return device
 
 
 @dataclass(frozen=True)
@@ -102,11 +92,9 @@ class ProposalExtractor:
         """Raw detections of B uint8 (3, H, W) RGB images, boxes in their pixel coordinates."""
         raise NotImplementedError
 
-    def autocast(self) -> torch.autocast:
+    def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed precision on CUDA with the configured dtype; a no-op on CPU or for fp32."""
-        enabled = self.device.type == "cuda" and self.precision in AUTOCAST_DTYPES
-        dtype = AUTOCAST_DTYPES.get(self.precision, torch.float16)
-        return torch.autocast(device_type=self.device.type, dtype=dtype, enabled=enabled)
+        return autocast(self.device, self.precision)
 
     def extract_tensors(self, images: list[torch.Tensor], filenames: Sequence[str]) -> list[Proposals]:
         """Proposals of B uint8 (3, H, W) RGB images."""

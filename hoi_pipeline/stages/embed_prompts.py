@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from hoi_pipeline.config import ClipConfig, to_dict
 from hoi_pipeline.datasets import load_annotations
+from hoi_pipeline.devices import resolve_device
 from hoi_pipeline.knowledge_bank_file import write_knowledge_bank
 from hoi_pipeline.modeling.clip_loading import clip_tokenizer, load_clip, pretrained_identity
 from hoi_pipeline.prompts import build_prompts
@@ -30,7 +31,7 @@ def run(*, clip: ClipConfig, annotations: Path, split: str, out: Path) -> None:
     """Build the prompts of the split's HOI classes, encode them with CLIP's text tower, write `out`."""
     vocabulary = load_annotations(annotations, split).vocabulary
     prompts = build_prompts(vocabulary, clip.template)
-    device = resolve_device(clip.device)
+    device = resolve_device(clip.device, "clip.device")
     model = load_clip(clip, device=device)
     embeddings = encode_texts(model, clip_tokenizer(clip.model), prompts, device=device)  # (N, D)
     write_knowledge_bank(
@@ -76,15 +77,3 @@ def encode_texts(
         raise ValueError("CLIP text embeddings contain NaN or inf")
     return embeddings
 
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` = CUDA when available, else the CPU; an unavailable CUDA device is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ValueError(f"clip.device: '{name}' is not a device (use auto, cpu, cuda or cuda:N)") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"clip.device: '{name}' requested but CUDA is not available (use auto or cpu)")
-    return device

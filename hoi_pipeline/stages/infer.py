@@ -20,7 +20,6 @@ so no tuples; it keeps its (empty) row range.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import time
@@ -34,6 +33,7 @@ from tqdm import tqdm
 
 from hoi_pipeline.artifacts import file_digest, write_detections
 from hoi_pipeline.config import InferConfig, to_dict
+from hoi_pipeline.devices import autocast, resolve_device
 from hoi_pipeline.scoring import FACTOR_NAMES, fuse_scores, select_top_k
 from hoi_pipeline.structures import HOIDetections, ModelOutput, Proposals, Vocabulary
 
@@ -42,7 +42,6 @@ if TYPE_CHECKING:  # the dataset module is imported when a stage runs, not on im
 
 log = logging.getLogger(__name__)
 
-AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 NO_PAIR_CAP = 1 << 62  # `infer.max_pairs: 0` - score every pair of an image
 
 
@@ -159,24 +158,8 @@ def check_vocabulary(vocabulary: Vocabulary, trained: Vocabulary, annotations: P
 # device helpers
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` = the first CUDA device when there is one, else the CPU; an unavailable CUDA is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ValueError(f"infer.device: '{name}' is not a device (use auto, cpu, cuda or cuda:N)") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"infer.device: '{name}' requested but CUDA is not available (use auto or cpu)")
-    return device
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Mixed precision on CUDA with the configured dtype; nothing on CPU or for fp32."""
-    if device.type != "cuda" or precision not in AUTOCAST_DTYPES:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=AUTOCAST_DTYPES[precision])
 
 
 def progress(total: int, desc: str) -> tqdm:
@@ -237,7 +220,7 @@ def run(
     from hoi_pipeline.datasets.hoi_images import HOIImageDataset
 
     start = time.perf_counter()
-    device = resolve_device(infer.device)
+    device = resolve_device(infer.device, "infer.device")
     data = load_annotations(annotations, split)
     model, info = load_trained_model(checkpoint, device)
     check_vocabulary(data.vocabulary, info.vocabulary, Path(annotations), Path(checkpoint))

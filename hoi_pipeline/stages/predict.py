@@ -34,7 +34,8 @@ from PIL import Image, UnidentifiedImageError
 from hoi_pipeline.artifacts import atomic_path, file_digest, write_json
 from hoi_pipeline.config import ConfigError, DetectorConfig, InferConfig, load_project_config
 from hoi_pipeline.datasets.images import read_image
-from hoi_pipeline.stages.infer import predict_batch, progress, resolve_device
+from hoi_pipeline.devices import resolve_device
+from hoi_pipeline.stages.infer import predict_batch, progress
 from hoi_pipeline.structures import HOIDetections, Proposals, Vocabulary
 from hoi_pipeline.visualize import Interaction, draw_interactions
 from hoi_pipeline.workflow import all_runs, resolve_run, training_owner

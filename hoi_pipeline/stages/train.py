@@ -19,7 +19,6 @@ Images with no HOI label or no human-object pair are skipped (counted in the log
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import logging
 import os
@@ -45,7 +44,9 @@ from hoi_pipeline.checkpoints import (
     save_trained_model,
     save_training_state,
 )
+from hoi_pipeline import devices
 from hoi_pipeline.config import ClipConfig, LossConfig, ModelConfig, TrainConfig, to_dict
+from hoi_pipeline.devices import autocast
 from hoi_pipeline.datasets import load_annotations
 from hoi_pipeline.datasets.hoi_images import (
     HOIBatch,
@@ -62,7 +63,6 @@ from hoi_pipeline.structures import Vocabulary
 
 log = logging.getLogger(__name__)
 
-AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 HISTORY_COLUMNS = ("iteration", "loss_image", "loss_pair", "loss_relatedness", "loss_total", "lr_backbone", "lr_head")
 # settings that change how a run executes, not what it computes: a resume ignores them
 RUNTIME_TRAIN_KEYS = ("num_workers", "log_every", "checkpoint_every", "device")
@@ -107,26 +107,14 @@ def init_processes() -> Processes:
 
 def resolve_device(name: str, processes: Processes = Processes()) -> torch.device:
     """`auto` = CUDA when available (cuda:LOCAL_RANK under torchrun), else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ValueError(f"train.device: '{name}' is not a device (use auto, cpu, cuda or cuda:N)") from error
+    device = devices.resolve_device(name, "train.device")
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"train.device: '{name}' requested but CUDA is not available (use auto or cpu)")
         if processes.distributed:
             device = torch.device("cuda", processes.local_rank)
         torch.cuda.set_device(device)
     return device
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Mixed precision on CUDA with the configured dtype; full precision on CPU or for fp32."""
-    if device.type != "cuda" or precision not in AUTOCAST_DTYPES:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=AUTOCAST_DTYPES[precision])
 
 
 def seed_everything(seed: int) -> None:
