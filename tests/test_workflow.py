@@ -18,7 +18,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 REDUCED = {
-    "datasets": {"demo": {"synthetic": {"num_train": 48, "num_test": 16, "image_size": 128}}},
+    "datasets": {"demo": {"synthetic": {"num_train": 160, "num_test": 24, "image_size": 128}}},
     "runs": {"demo": {"train": {"iterations": 12, "batch_size": 4, "checkpoint_every": 6, "lr_milestones": [8]},
                       "loss": {"relatedness_warmup": 4}}},
 }  # fmt: skip
