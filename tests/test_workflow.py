@@ -91,6 +91,15 @@ def test_demo_dry_run_plans_every_stage(workflow):
     }  # fmt: skip
 
 
+def test_ablation_table_plans_each_variant_and_reuses_shared_work(workflow):
+    counts = planned_rules(workflow, "results/demo/ablations.md", workflow / "config.yaml")
+    presets = yaml.safe_load((workflow / "config.yaml").read_text())["runs"]["demo"]["ablations"]
+    # ktn_union and topk_1 equal the full model and no_score_fusion changes inference only: no training of their own
+    assert counts["train"] == 1 + len(presets) - 3
+    assert counts["infer"] == counts["evaluate"] == 1 + len(presets)
+    assert counts["embed_prompts"] == 1 and counts["detect"] == 2 and counts["ablations"] == 1
+
+
 def test_missing_dataset_stops_with_where_and_which_key(workflow):
     result = snakemake(workflow, "-n", "--configfile", str(workflow / "config.yaml"), "--",
                        "results/hico_rn101/metrics.csv", check=False)  # fmt: skip
