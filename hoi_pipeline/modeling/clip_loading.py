@@ -98,7 +98,7 @@ def load_clip(clip: ClipConfig, device: str | torch.device = "cpu") -> CLIP:
     options: dict = {"force_image_size": clip.image_size} if clip.image_size is not None else {}
 
     if clip.pretrained is None:
-        log.info("CLIP %s: random init (no clip.pretrained)", clip.model)
+        log.debug("CLIP %s: random init (no clip.pretrained)", clip.model)
         model = open_clip.create_model(clip.model, pretrained=None, **options)
         return _finish(model, device)
 
