@@ -14,6 +14,8 @@ rule ablations:
         run="|".join(re.escape(name) for name in PROJECT.runs),
     log:
         "results/logs/ablations/{run}.log",
+    benchmark:
+        "results/benchmarks/ablations/{run}.tsv"
     conda:
         "../envs/cpu.yaml"
     shell:
