@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import pandas as pd
 import pytest
 import yaml
@@ -138,6 +139,22 @@ def test_demo_runs_end_to_end(demo_run):
         assert list((demo_run / "results/benchmarks" / stage).rglob("*.tsv")), stage
         assert list((demo_run / "results/logs" / stage).rglob("*.log")), stage
     assert not list(demo_run.rglob("*.tmp")), "a temporary file was left behind"
+
+
+@pytest.mark.slow
+def test_a_paper_size_backbone_runs_through_the_dag(demo_run, tmp_path):
+    """CLIP RN50 (random init: no downloads here) through embed, train, infer and evaluate on the demo data."""
+    rn50 = write_yaml(tmp_path / "rn50.yaml", {"runs": {"demo_rn50": {
+        "dataset": "demo", "detector": "demo_import", "clip": {"model": "RN50", "pretrained": None},
+        "train": {"iterations": 2, "batch_size": 2, "num_workers": 0, "checkpoint_every": 1},
+        "infer": {"batch_size": 8, "num_workers": 0},
+    }}})  # fmt: skip
+    configs = [str(demo_run / "config.yaml"), str(demo_run / "reduced.yaml"), str(rn50)]
+    snakemake(demo_run, "-j2", "--configfile", *configs, "--", "results/demo_rn50/metrics.csv")
+    with h5py.File(demo_run / "results/demo_rn50/knowledge_bank.h5") as bank:
+        assert bank["embeddings"].shape[1] == 1024  # RN50's joint embedding width
+    metrics = pd.read_csv(demo_run / "results/demo_rn50/metrics.csv")
+    assert metrics["full"].between(0, 100).all()
 
 
 @pytest.mark.slow
