@@ -233,6 +233,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global gradient norm; 0 disables
     precision: Literal["fp32", "fp16", "bf16"] = "bf16"  # autocast dtype on CUDA; CPU runs fp32
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
+    gpus: int = 1  # > 1: the train rule launches torchrun with this many processes (DDP, batch_size split)
     num_workers: int = 4
     seed: int = 0
     checkpoint_every: int = 2000  # iterations between resume checkpoints (and one at the end)

@@ -21,6 +21,7 @@ from hoi_pipeline.config import (
     DatasetConfig,
     ProjectConfig,
     RunConfig,
+    TrainConfig,
     from_dict,
     to_dict,
     with_overrides,
@@ -115,6 +116,13 @@ def training_owner(runs: Mapping[str, RunConfig], name: str) -> str:
 def bank_owner(runs: Mapping[str, RunConfig], name: str) -> str:
     """The first run whose knowledge bank this run can use (same dataset and bank text model)."""
     return _first_equal(runs, name, _bank_signature)
+
+
+def train_launcher(train: TrainConfig) -> str:
+    """`python -m`, or torchrun with one process per GPU when `train.gpus` > 1 (DistributedDataParallel)."""
+    if train.gpus > 1:
+        return f"torchrun --standalone --nproc_per_node={train.gpus} -m"
+    return "python -m"
 
 
 def local_weights(pretrained: str | None) -> list[str]:

@@ -14,10 +14,11 @@ rule train:
         split=lambda w: split_name(w.run, "train"),
         images=lambda w: run_split_file(w.run, "train", "images"),
         out_dir=lambda w: f"results/{w.run}/train",
+        launcher=lambda w: wf.train_launcher(RUNS[w.run].train),
         code=code("train"),
     threads: 2
     resources:
-        gpu=1,
+        gpu=lambda w: RUNS[w.run].train.gpus,
     log:
         "results/logs/train/{run}.log",
     benchmark:
@@ -25,6 +26,6 @@ rule train:
     conda:
         "../envs/gpu.yaml"
     shell:
-        "python -m hoi_pipeline train --config-json {params.config:q} --annotations {input.annotations} "
+        "{params.launcher} hoi_pipeline train --config-json {params.config:q} --annotations {input.annotations} "
         "--split {params.split} --images {params.images:q} --proposals {input.proposals} --bank {input.bank} "
         "--out-dir {params.out_dir} > {log} 2>&1"

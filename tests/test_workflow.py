@@ -101,6 +101,13 @@ def test_ablation_table_plans_each_variant_and_reuses_shared_work(workflow):
     assert counts["embed_prompts"] == 1 and counts["detect"] == 2 and counts["ablations"] == 1
 
 
+def test_multi_gpu_training_launches_torchrun(workflow, tmp_path):
+    gpus = write_yaml(tmp_path / "gpus.yaml", {"runs": {"demo": {"train": {"gpus": 4}}}})
+    result = snakemake(workflow, "-n", "-p", "--configfile", str(workflow / "config.yaml"), str(gpus), "--",
+                       "results/demo/train/model.pt")  # fmt: skip
+    assert "torchrun --standalone --nproc_per_node=4 -m hoi_pipeline train" in result.stdout
+
+
 def test_missing_dataset_stops_with_where_and_which_key(workflow):
     result = snakemake(workflow, "-n", "--configfile", str(workflow / "config.yaml"), "--",
                        "results/hico_rn101/metrics.csv", check=False)  # fmt: skip
