@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +114,13 @@ def load_file(path: str | os.PathLike, expected_format: str) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling and zip errors: the file is not one of ours
-        raise ValueError(f"{path}: not a readable checkpoint ({error})") from error
+        # torch's weights_only message is a page of advice about torch.load; the user needs one line
+        reason = "not a torch checkpoint, or one holding objects other than tensors and plain data"
+        if isinstance(error, OSError):  # a truncated zip archive seeks past its end
+            reason = f"truncated or corrupt file: {error}"
+        elif not isinstance(error, pickle.UnpicklingError):
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"{path}: not a readable checkpoint ({reason})") from error
     if not isinstance(payload, dict) or payload.get("format") != expected_format:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"{path}: expected a '{expected_format}' file, found '{found}'")

@@ -233,3 +233,27 @@ def test_stage_rejects_another_vocabulary(tmp_path):
             proposals=proposals_path, checkpoint=tmp_path / "model.pt", out=tmp_path / "d.h5",
         )  # fmt: skip
     assert not (tmp_path / "d.h5").exists()
+
+
+@pytest.mark.parametrize("damage", ["random_bytes", "truncated"])
+def test_unreadable_checkpoint_is_a_one_line_error(tmp_path, caplog, damage):
+    """A corrupt --checkpoint: exit 2, one log line naming the file and the problem, no output or temp file."""
+    annotations, images, proposals_path, _ = write_tiny_split(tmp_path)
+    checkpoint = tmp_path / "model.pt"
+    if damage == "random_bytes":
+        checkpoint.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    else:
+        write_tiny_checkpoint(checkpoint, VOCABULARY)
+        checkpoint.write_bytes(checkpoint.read_bytes()[:20000])
+    out = tmp_path / "results" / "d.h5"
+    code = cli.main([
+        "infer", "--config-json", json.dumps({"infer": {"num_workers": 0}}), "--annotations", str(annotations),
+        "--images", str(images), "--proposals", str(proposals_path), "--checkpoint", str(checkpoint),
+        "--out", str(out),
+    ])  # fmt: skip
+    assert code == 2
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].startswith(f"{checkpoint}: not a readable checkpoint (")
+    assert "\n" not in errors[0] and "weights_only" not in errors[0]
+    assert ("truncated or corrupt" in errors[0]) == (damage == "truncated")
+    assert not out.exists() and not (out.parent.exists() and list(out.parent.iterdir()))
