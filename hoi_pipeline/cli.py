@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -214,6 +215,10 @@ def dispatch(args: argparse.Namespace) -> None:
         raise AssertionError(command)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -221,9 +226,13 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # a cancelled job (Snakemake, SLURM and torchrun send SIGTERM) unwinds like Ctrl-C, so no temporary file stays
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         dispatch(args)
     except (C.ConfigError, FileNotFoundError, ValueError) as error:
         log.error("%s", error)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0

@@ -1,0 +1,49 @@
+"""Outputs appear complete or not at all, with normal file permissions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from hoi_pipeline.artifacts import atomic_path
+
+
+def test_a_failed_write_leaves_nothing(tmp_path):
+    target = tmp_path / "out.h5"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_completed_write_has_the_umask_mode(tmp_path):
+    target = tmp_path / "out.csv"
+    old = os.umask(0o022)
+    try:
+        with atomic_path(target) as tmp:
+            tmp.write_text("done")
+    finally:
+        os.umask(old)
+    assert target.read_text() == "done"
+    assert target.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
+
+
+def test_sigterm_during_a_write_removes_the_temporary_file(tmp_path):
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        from pathlib import Path
+        from hoi_pipeline.artifacts import atomic_path
+        from hoi_pipeline.cli import _terminate
+        signal.signal(signal.SIGTERM, _terminate)
+        with atomic_path(Path({str(tmp_path / "model.pt")!r})) as tmp:
+            tmp.write_bytes(b"x" * 1000)
+            os.kill(os.getpid(), signal.SIGTERM)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 128 + 15, result.stderr
+    assert list(tmp_path.iterdir()) == []
