@@ -110,6 +110,7 @@ class HOIAnnotations:
     images: tuple[ImageAnnotation, ...]
     source: str = ""
     empty: tuple[str, ...] = ()
+    benchmark: str = "hicodet"  # which evaluation protocol applies: "hicodet" (mAP) or "vcoco" (role AP)
 
     @property
     def filenames(self) -> list[str]:

@@ -82,4 +82,4 @@ def vcoco_from_payload(payload: dict, source: str) -> HOIAnnotations:
             )
         )
     empty = tuple(image.filename for image in images if image.num_pairs == 0)
-    return HOIAnnotations(vocabulary=vocabulary, images=tuple(images), source=source, empty=empty)
+    return HOIAnnotations(vocabulary=vocabulary, images=tuple(images), source=source, empty=empty, benchmark="vcoco")

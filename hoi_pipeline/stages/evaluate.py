@@ -27,24 +27,6 @@ from hoi_pipeline.structures import HOIAnnotations
 log = logging.getLogger(__name__)
 
 
-def load_benchmark(path: Path, split: str) -> tuple[HOIAnnotations, str]:
-    """The split and its benchmark, 'hicodet' or 'vcoco', parsing the file once."""
-    path = Path(path)
-    if path.suffix != ".json":
-        return load_annotations(path, split), "hicodet"
-    from hoi_pipeline.datasets.hicodet import hicodet_from_payload, read_json
-    from hoi_pipeline.datasets.vcoco import vcoco_from_payload
-
-    payload = read_json(path)
-    if "action_to_object" in payload:
-        return vcoco_from_payload(payload, str(path)), "vcoco"
-    if "correspondence" in payload:
-        return hicodet_from_payload(payload, str(path)), "hicodet"
-    raise ValueError(
-        f"{path}: neither a HICO-DET json (needs 'correspondence') nor a V-COCO json (needs 'action_to_object')"
-    )
-
-
 def read_detections(path: Path, annotations: HOIAnnotations) -> flat.DetectionArrays:
     """All detections of the file as flat arrays in the annotation's image numbering."""
     reader = DetectionsFile(path)
@@ -57,7 +39,7 @@ def read_detections(path: Path, annotations: HOIAnnotations) -> flat.DetectionAr
 
 def run(*, eval_config: EvalConfig, annotations: Path, split: str, detections: Path, out_dir: Path) -> None:
     start = time.perf_counter()
-    data, benchmark = load_benchmark(annotations, split)
+    data = load_annotations(annotations, split)
     arrays = read_detections(detections, data)
     with_detections = int(np.count_nonzero(np.bincount(arrays.image, minlength=len(data.images))))
     log.info(
@@ -65,7 +47,7 @@ def run(*, eval_config: EvalConfig, annotations: Path, split: str, detections: P
         detections, len(arrays), with_detections, len(data.images), time.perf_counter() - start,
     )  # fmt: skip
     title = f"{Path(detections).name} on {Path(annotations).name}"
-    if benchmark == "vcoco":
+    if data.benchmark == "vcoco":
         result = evaluate_vcoco(
             vcoco_ground_truth(data), arrays, scenarios=eval_config.scenarios, iou_threshold=eval_config.iou_threshold
         )
