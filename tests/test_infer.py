@@ -15,10 +15,11 @@ from PIL import Image
 
 from hoi_pipeline import cli
 from hoi_pipeline.artifacts import DETECTION_FACTORS, DetectionsFile, write_detections, write_proposals
-from hoi_pipeline.config import ClipConfig, InferConfig, LossConfig, ModelConfig, TrainConfig
+from hoi_pipeline.config import InferConfig
 from hoi_pipeline.stages import infer
 from hoi_pipeline.stages.infer import check_vocabulary, detections_from_output, empty_detections
 from hoi_pipeline.structures import HOIAnnotations, ImageAnnotation, ModelOutput, Proposals, Vocabulary
+from tiny_models import write_tiny_checkpoint
 
 # verbs 0 hold, 1 ride; objects 0 person, 1 cup, 2 bike; HOI classes (hold cup), (ride bike), (hold bike)
 VOCABULARY = Vocabulary(
@@ -143,27 +144,6 @@ def test_vocabulary_must_match_the_checkpoint(tmp_path):
 
 # --------------------------------------------------------------------------------------------
 # the stage end to end, with a tiny random-init model
-
-
-def write_tiny_checkpoint(path: Path, vocabulary: Vocabulary, image_size: int = 64) -> None:
-    """A random-init model.pt through the training stage's checkpoint writer (tiny CLIP, 64 px input)."""
-    from hoi_pipeline.checkpoints import TrainedModelInfo, save_trained_model
-    from hoi_pipeline.datasets.hoi_images import Preprocessing
-    from hoi_pipeline.modeling.clip_loading import clip_mean_std
-    from hoi_pipeline.modeling.model import build_model
-
-    torch.manual_seed(0)
-    clip = ClipConfig(model="hoi-tiny-rn", pretrained=None)
-    model_config = ModelConfig(hidden_dim=32, spatial_dim=16)
-    model = build_model(
-        clip=clip, model=model_config, vocabulary=vocabulary, bank_embeddings=torch.randn(vocabulary.num_classes, 64)
-    )
-    mean, std = clip_mean_std()
-    info = TrainedModelInfo(
-        vocabulary=vocabulary, clip=clip, model=model_config, loss=LossConfig(), train=TrainConfig(),
-        preprocessing=Preprocessing(image_size, mean, std), bank={}, iterations=0,
-    )  # fmt: skip
-    save_trained_model(path, model, info)
 
 
 def write_tiny_split(root: Path) -> tuple[Path, Path, Path, list[Proposals]]:

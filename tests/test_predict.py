@@ -12,9 +12,10 @@ import yaml
 from PIL import Image
 
 from hoi_pipeline import cli
-from hoi_pipeline.config import ClipConfig, ConfigError, LossConfig, ModelConfig, TrainConfig
+from hoi_pipeline.config import ConfigError
 from hoi_pipeline.stages import predict
 from hoi_pipeline.structures import Proposals, Vocabulary
+from tiny_models import write_tiny_checkpoint
 
 # object names are COCO's, so the torchvision detector's classes map onto them by name
 VOCABULARY = Vocabulary(
@@ -26,27 +27,6 @@ VOCABULARY = Vocabulary(
 )
 
 
-def write_tiny_checkpoint(path: Path) -> None:
-    """A random-init model.pt through the training stage's checkpoint writer (tiny CLIP, 64 px input)."""
-    from hoi_pipeline.checkpoints import TrainedModelInfo, save_trained_model
-    from hoi_pipeline.datasets.hoi_images import Preprocessing
-    from hoi_pipeline.modeling.clip_loading import clip_mean_std
-    from hoi_pipeline.modeling.model import build_model
-
-    torch.manual_seed(0)
-    clip = ClipConfig(model="hoi-tiny-rn", pretrained=None)
-    model_config = ModelConfig(hidden_dim=32, spatial_dim=16)
-    model = build_model(
-        clip=clip, model=model_config, vocabulary=VOCABULARY, bank_embeddings=torch.randn(VOCABULARY.num_classes, 64)
-    )
-    mean, std = clip_mean_std()
-    info = TrainedModelInfo(
-        vocabulary=VOCABULARY, clip=clip, model=model_config, loss=LossConfig(), train=TrainConfig(),
-        preprocessing=Preprocessing(64, mean, std), bank={}, iterations=0,
-    )  # fmt: skip
-    save_trained_model(path, model, info)
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     """Two images, a tiny checkpoint, a random-init detector on disk and a config naming them."""
@@ -56,7 +36,7 @@ def workspace(tmp_path_factory) -> Path:
     Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(root / "photos" / "street.jpg")
     Image.fromarray(rng.integers(0, 255, (90, 70, 3), dtype=np.uint8)).save(root / "photos" / "kitchen.png")
     (root / "photos" / "notes.txt").write_text("not an image")
-    write_tiny_checkpoint(root / "model.pt")
+    write_tiny_checkpoint(root / "model.pt", VOCABULARY)
 
     import torchvision
 
