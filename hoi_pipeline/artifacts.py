@@ -50,6 +50,20 @@ def _umask() -> int:
     return mask
 
 
+def read_json(path: str | os.PathLike, what: str = "json file") -> dict:
+    """Parse a json object; errors name the file and say what it should have been (`what`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found")
+    try:
+        payload = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path}: expected a json object at the top level")
+    return payload
+
+
 def write_json(path: str | os.PathLike, payload: object) -> None:
     """Write JSON atomically."""
     with atomic_path(path) as tmp:

@@ -22,9 +22,10 @@ def load_annotations(path: str | os.PathLike, split: str = "test") -> HOIAnnotat
         return load_hicodet_mat(path, split)
     if path.suffix != ".json":
         raise ValueError(f"{path}: unknown annotation format (expected a .json or .mat file)")
-    from hoi_pipeline.datasets.hicodet import hicodet_from_payload, read_json
+    from hoi_pipeline.artifacts import read_json
+    from hoi_pipeline.datasets.hicodet import hicodet_from_payload
 
-    payload = read_json(path)
+    payload = read_json(path, "annotation file")
     if "correspondence" in payload:
         return hicodet_from_payload(payload, str(path))
     if "action_to_object" in payload:

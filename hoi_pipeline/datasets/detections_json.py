@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hoi_pipeline.artifacts import write_json
+from hoi_pipeline.artifacts import read_json, write_json
 from hoi_pipeline.structures import Proposals
 
 FORMAT = "hoi-pipeline-detections"
@@ -64,10 +64,8 @@ def write_detections_json(path: str | os.PathLike, proposals: Sequence[Proposals
 
 def read_detections_json(path: str | os.PathLike, dataset_objects: Sequence[str]) -> dict[str, Proposals]:
     """Per-image `Proposals` (by filename) with labels mapped into `dataset_objects`' order."""
-    from hoi_pipeline.datasets.hicodet import read_json
-
     path = Path(path)
-    payload = read_json(path)
+    payload = read_json(path, "detections file")
     if payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not a detections file (expected \"format\": \"{FORMAT}\")")
     if payload.get("version") != VERSION:

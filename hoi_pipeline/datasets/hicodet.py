@@ -9,13 +9,11 @@ so a load/save round trip is exact.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import numpy as np
 
-from hoi_pipeline.artifacts import write_json
+from hoi_pipeline.artifacts import read_json, write_json
 from hoi_pipeline.structures import HOIAnnotations, ImageAnnotation, Vocabulary
 
 REQUIRED_KEYS = ("annotation", "filenames", "size", "objects", "verbs", "correspondence")
@@ -41,23 +39,9 @@ def vocabulary_from_json(payload: dict, source: str = "") -> Vocabulary:
     )
 
 
-def read_json(path: str | os.PathLike) -> dict:
-    """Parse a json annotation file; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: annotation file not found")
-    try:
-        payload = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
-    if not isinstance(payload, dict):
-        raise ValueError(f"{path}: expected a json object at the top level")
-    return payload
-
-
 def load_hicodet_json(path: str | os.PathLike) -> HOIAnnotations:
     """Load one split; raise a ValueError naming the file and the problem on a malformed file."""
-    return hicodet_from_payload(read_json(path), str(path))
+    return hicodet_from_payload(read_json(path, "annotation file"), str(path))
 
 
 def hicodet_from_payload(payload: dict, path: str) -> HOIAnnotations:
