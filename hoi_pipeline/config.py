@@ -85,11 +85,14 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Proposal extraction (paper: an off-the-shelf COCO Faster R-CNN; boxes only).
+    """Proposal extraction (paper Sec. 4.2: an off-the-shelf COCO Faster R-CNN, "at most 100 object candidates
+    for each image"; boxes, classes and scores only).
 
-    Post-processing defaults follow UPT / SCG (Zhang et al., ICCV 2021), whose detections the paper
-    uses: score threshold 0.2 for humans and objects, per-class NMS at IoU 0.5, at most 100 detections,
-    and 3 to 15 humans and 3 to 15 objects kept per image (the top 3 even below the threshold).
+    Post-processing defaults are the paper's literal reading: the detector's own output (its score
+    pre-filter 0.05 and per-class NMS at IoU 0.5), at most 100 detections, no further filter. The
+    UPT / SCG filter (Zhang et al., ICCV 2021) is one switch away: `human_score_threshold` and
+    `object_score_threshold` 0.2, `min_humans` / `min_objects` 3, `max_humans` / `max_objects` 15
+    (`hoi_pipeline.detection.postprocess.UPT_FILTER`).
     """
 
     backend: Literal["torchvision", "detectron2", "precomputed"] = "torchvision"
@@ -104,14 +107,14 @@ class DetectorConfig:
     min_size: int | None = None  # detector input resize (shorter side); None = the model's own (800 for R50-FPN)
     max_size: int | None = None  # longer side cap; None = the model's own (1333 for R50-FPN)
     detector_score_threshold: float = 0.05  # the detector's own pre-filter (torchvision / detectron2 default)
-    human_score_threshold: float = 0.2  # UPT / SCG box_score_thresh
-    object_score_threshold: float = 0.2  # UPT / SCG box_score_thresh
-    nms_threshold: float = 0.5  # per-class NMS IoU (UPT / SCG; torchvision's box_nms_thresh)
-    max_detections: int = 100  # per image (COCO detectors' detections per image)
-    min_humans: int = 3  # UPT min_instances
-    max_humans: int = 15  # UPT max_instances, SCG max_human
-    min_objects: int = 3  # UPT min_instances
-    max_objects: int = 15  # UPT max_instances, SCG max_object
+    human_score_threshold: float = 0.0  # kept humans score at least this (UPT / SCG: 0.2)
+    object_score_threshold: float = 0.0  # kept objects score at least this (UPT / SCG: 0.2)
+    nms_threshold: float = 0.5  # per-class NMS IoU (the detector's own; UPT / SCG and torchvision: 0.5)
+    max_detections: int = 100  # per image: "at most 100 object candidates for each image" (paper Sec. 4.2)
+    min_humans: int = 0  # keep the top ones even below the threshold (UPT min_instances: 3)
+    max_humans: int = 100  # (UPT max_instances, SCG max_human: 15)
+    min_objects: int = 0  # (UPT min_instances: 3)
+    max_objects: int = 100  # (UPT max_instances, SCG max_object: 15)
     on_bad_image: Literal["error", "skip"] = "error"  # skip: unreadable images get no proposals, listed in attrs
 
     def __post_init__(self) -> None:
@@ -160,32 +163,44 @@ class ClipConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The bi-level network (paper Sec. 4) and the switches of its ablations (Tables 2 and 4).
+    """The bi-level network (paper Sec. 3.2) and the switches of its ablations (Tables 2-5).
 
-    See `hoi_pipeline/modeling/model.py` for the wiring and `hoi_pipeline/ablations.py` for the presets.
+    Every default is the paper's literal reading unless README "Deviations from the paper" says why
+    not; `hoi_pipeline/modeling/model.py` wires the parts, `hoi_pipeline/ablations.py` has the presets.
     """
 
+    input_size: int | None = 640  # longer side of the network input, pixels (multiple of 32); null = CLIP's own (224)
     feature_layers: tuple[Literal["layer3", "layer4"], ...] = ("layer4",)  # RoI features: layer4, or layer3 + layer4
-    roi_size: int = 7  # RoI-Align output side (CLIP RN attention pool grid at 224 px)
-    hidden_dim: int = 1024  # width of F_E, F_K, F_P, F_B
-    spatial_dim: int = 256  # width of the spatial-encoding MLP (appendix C)
-    use_hoi_recognition: bool = True  # global branch s_g (Table 2: w/o HOI recognition)
-    bank_trainable: bool = True  # W_T trainable in the global branch (Table 2: frozen bank)
-    use_knowledge_transfer: bool = True  # v_meta from W_T (Table 2: w/o KTN)
-    ktn_query: Literal["union", "pair"] = "union"  # KTN query: union-box feature v_u or pair feature v_p (Table 4)
-    ktn_attention: Literal["softmax", "uniform", "sigmoid"] = "softmax"  # Table 4
-    bank_source: Literal["clip", "random"] = "clip"  # Table 2: random bank (seeded by train.seed)
+    roi_size: int = 7  # RoI-Align output side (the CLIP RN attention pool's pretraining grid)
+    hidden_dim: int = 1024  # width of v_p, F_E, F_K, F_P, F_B (paper Sec. 4.2: D = 1024)
+    spatial_dim: int = 256  # width of the spatial-encoding MLP F_sp (appendix C)
+    use_hoi_recognition: bool = True  # global branch s_g and L_g (Table 2)
+    bank_trainable: bool = True  # W_T trained by L_g (Table 2, Exp 2 freezes it)
+    # s_g: `inner_product` W_T v_g (Sec. 3.2.2); `scaled_cosine` t * cos(W_T, v_g) + b, t and b learnable
+    global_logits: Literal["inner_product", "scaled_cosine"] = "inner_product"
+    logit_scale_init: float = 10.0  # scaled_cosine: initial t
+    logit_bias_init: float = -10.0  # scaled_cosine: initial b (every class starts at a low prior)
+    use_knowledge_transfer: bool = True  # KTN (Table 2); without it s_p = F_P(v_p) as in the paper's baseline
+    fk_without_ktn: bool = False  # true: keep the MLP F_K without KTN, v^_p = F_K(v_p) (same capacity as with KTN)
+    ktn_knowledge: Literal["bank", "union"] = "bank"  # added to v_p: v_meta from W_T (Eq. 1) or v_u itself (Exp 11)
+    ktn_query: Literal["union", "pair"] = "union"  # attention query: union-box feature v_u (Eq. 1) or v_p
+    ktn_attention: Literal["softmax", "uniform", "sigmoid"] = "softmax"  # Eq. 1; Table 4: uniform, sigmoid
+    # attention logits: `inner_product` W_T v_u (Eq. 1); `scaled_cosine` learnable temperature * cos(W_T, v_u)
+    ktn_logits: Literal["inner_product", "scaled_cosine"] = "inner_product"
+    # linear P_m on v_meta before v_p + v_meta: only where the bank's and v_p's widths differ (Eq. 1 has none), or always
+    ktn_meta_projection: Literal["when_widths_differ", "always"] = "when_widths_differ"
+    bank_source: Literal["clip", "random", "roberta"] = "clip"  # W_T init (Table 2: random Exp 9, RoBERTa Exp 10)
+    bank_text_model: str | None = None  # bank_source roberta: local folder of the RoBERTa model (transformers)
     # Table 2, other text model: the bank is embedded with this CLIP model's text tower instead of clip.model
     # (the embed-prompts rule reads these two keys; the training stage checks the bank file against them)
     bank_clip_model: str | None = None
     bank_clip_pretrained: str | None = None
-    backbone_source: Literal["clip", "imagenet", "coco_detector"] = "clip"  # Table 2: detector backbone
+    # backbone init (Table 2): CLIP's visual encoder, or the COCO Faster R-CNN's ResNet-50-FPN (Exp 8-10)
+    backbone_source: Literal["clip", "imagenet", "coco_detector", "coco_detector_fpn"] = "clip"
     # weights of a torchvision backbone (imagenet: a ResNet-50 state dict; coco_detector: a Faster R-CNN
     # R50-FPN state dict, its `backbone.body.*` is used); None = torchvision's published weights
     backbone_weights: str | None = None
-    freeze_batchnorm: bool = True  # keep backbone BatchNorm statistics fixed (batch 24 is too small to re-estimate)
-    logit_scale_init: float = 10.0  # s_g = t * cos(W_T, v_g) + b, t learnable (SigLIP-style calibration for BCE)
-    logit_bias_init: float = -10.0  # b learnable; starts every class at a low prior
+    freeze_batchnorm: bool = True  # keep backbone BatchNorm statistics fixed (not stated in the paper)
 
     def __post_init__(self) -> None:
         if "layer4" not in self.feature_layers or len(set(self.feature_layers)) != len(self.feature_layers):
@@ -193,20 +208,31 @@ class ModelConfig:
         for name in ("roi_size", "hidden_dim", "spatial_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.input_size is not None and (self.input_size < 32 or self.input_size % 32):
+            raise ValueError(f"input_size must be a multiple of 32 (or null), got {self.input_size}")
         if self.logit_scale_init <= 0:
             raise ValueError(f"logit_scale_init must be > 0, got {self.logit_scale_init}")
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """L = L_g + L_p + L_b (paper Sec. 4.3); every term is a mean binary cross-entropy."""
+    """L = L_g + L_p + w_b L_b (paper Eq. 4, w_b = 1), each a sum over the batch's images / the global batch size.
+
+    Per image: L_g = mean BCE over the N HOI classes, L_p = mean BCE over the A verbs (MIL: max over
+    the image's pairs), L_b = BCE summed over the image's pairs (Sec. 3.3) or averaged (`relatedness_
+    reduction: mean`). Dividing per-image sums by the global batch size makes gradient accumulation
+    exact (see `hoi_pipeline/losses.py`).
+    """
 
     use_image_loss: bool = True  # L_g, image-level HOI recognition
     use_pair_loss: bool = True  # L_p, MIL over pairs (max over the image's pairs)
-    use_relatedness_loss: bool = True  # L_b, self-taught relatedness (Table 2: w/o SRC)
+    use_relatedness_loss: bool = True  # L_b, self-taught relatedness (Table 2: SRC)
     relatedness_top_k: int = 1  # pseudo-positive pairs per labelled verb (Table 5)
-    relatedness_warmup: int = 1000  # iterations before L_b starts ("after a short period")
-    relatedness_weight: float = 1.0
+    relatedness_warmup: int = 1000  # iterations before L_b starts ("after a short period", length not given)
+    relatedness_weight: float = 1.0  # w_b (the paper's Eq. 4 has 1)
+    relatedness_reduction: Literal["sum", "mean"] = "sum"  # over an image's pairs: sum (Sec. 3.3) or mean
+    # images whose proposals make no human-object pair: train L_g on them (it needs no pair), or skip them
+    images_without_pairs: Literal["train_global", "skip"] = "train_global"
 
     def __post_init__(self) -> None:
         if self.relatedness_top_k < 1:
@@ -441,6 +467,25 @@ def load_project_config(path: str | Path) -> ProjectConfig:
         return from_dict(ProjectConfig, data or {}, "config")
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from error
+
+
+def resolved_run_yaml(project: ProjectConfig, run_name: str) -> str:
+    """What a run resolves to, as config.yaml-style YAML: every key after defaults, presets and overrides.
+
+    `run_name` is a configured run or an ablation variant `{run}/ablations/{preset}`. The text holds
+    the run and the dataset and detector it names, each with every key, so it loads back
+    (`load_project_config`) to the same settings.
+    """
+    from hoi_pipeline.workflow import resolve_run  # the workflow owns ablation run names
+
+    run = resolve_run(project, run_name)
+    data = {
+        "datasets": {run.dataset: to_dict(project.datasets[run.dataset])},
+        "detectors": {run.detector: to_dict(project.detectors[run.detector])},
+        "runs": {run_name: to_dict(run)},
+    }
+    header = f"# run '{run_name}' as resolved: defaults, ablation preset and config files applied\n"
+    return header + yaml.safe_dump(data, sort_keys=False, width=100, allow_unicode=True)
 
 
 # --------------------------------------------------------------------------------------------

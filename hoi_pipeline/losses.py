@@ -1,18 +1,27 @@
-"""Weak-supervision losses (paper Sec. 4.3): L = L_g + L_p + L_b, from image-level labels only.
+"""Weak-supervision losses (paper Sec. 3.3): L = L_g + L_p + L_b (Eq. 4), from image-level labels only.
 
-- L_g, image loss: BCE of the image HOI logits s_g (B, N) against the image's HOI labels (multi-hot).
+Per image:
+- L_g, image loss: BCE of the image HOI logits s_g (N,) against the image's HOI labels (multi-hot),
+  averaged over the N classes ("a standard binary cross-entropy loss for multi-label classification").
 - L_p, pair MIL loss: an image has verb a if at least one of its pairs does, so the image's verb
-  logit is the maximum of s_p[:, a] over its pairs; BCE of that (B, A) against the image's verb labels.
-  Images without pairs do not contribute.
+  logit is the maximum of s_p[:, a] over its pairs; BCE of that (A,) against the image's verb labels,
+  averaged over the A verbs. An image without pairs contributes 0.
 - L_b, self-taught relatedness: pseudo-labels for s_b (P,) made from the detached s_p
   (`relatedness_pseudo_labels`): pairs whose object class is not among the image's labelled objects
   are masked out (b_m = 0); for every labelled verb the top-K remaining pairs by that verb's s_p are
-  positives; every other pair of the image is a negative. BCE over all pairs. The term is zero
-  during the first `relatedness_warmup` iterations, while s_p is still uninformative.
+  positives; every other pair of the image is a negative. BCE summed over the image's pairs,
+  L_b = sum_m L_BCE(s_b^m, b_m) (`relatedness_reduction: sum`, the paper), or averaged over them
+  (`mean`). The term is zero during the first `relatedness_warmup` iterations, while s_p is still
+  uninformative.
 
-Every term is a mean BCE (over the elements it covers); `compute_losses` returns them as `LossTerms`
-and the training step sums them (`LossTerms.total`) and logs each. Shape letters: B images, P pairs,
-A verbs, N HOI classes, O objects.
+Batch reduction, accumulation-exact: each term is the sum of its per-image values divided by
+`normalizer`, the number of images one optimizer step averages over on this process (the global
+batch size divided by the number of processes; DistributedDataParallel averages over processes).
+Gradients of k micro-batches, each normalised by the whole step's image count, then add up to the
+gradient of the whole batch, whatever the micro-batch split. The terms are weighted 1, 1 and
+`relatedness_weight` (1 in the paper). `compute_losses` returns them as `LossTerms`; the training
+step sums them (`LossTerms.total`) and logs each. Shape letters: B images, P pairs, A verbs,
+N HOI classes, O objects.
 """
 
 from __future__ import annotations
@@ -53,9 +62,18 @@ class ImageTargets:
     object: torch.Tensor  # (B, O)
 
 
-def image_loss(global_logits: torch.Tensor, hoi_targets: torch.Tensor) -> torch.Tensor:
-    """L_g: mean BCE of (B, N) logits s_g against (B, N) multi-hot image HOI labels."""
-    return F.binary_cross_entropy_with_logits(global_logits.float(), hoi_targets.float())
+def _per_batch(per_image_sum: torch.Tensor, normalizer: float | None, num_images: int) -> torch.Tensor:
+    """A sum over images divided by the step's image count (this batch's size when None)."""
+    count = num_images if normalizer is None else normalizer
+    if count <= 0:
+        raise ValueError(f"the loss normalizer must be > 0, got {count}")
+    return per_image_sum / count
+
+
+def image_loss(global_logits: torch.Tensor, hoi_targets: torch.Tensor, normalizer: float | None = None) -> torch.Tensor:
+    """L_g: per image the mean BCE over N classes of s_g (B, N) against multi-hot labels (B, N), summed / normalizer."""
+    per_element = F.binary_cross_entropy_with_logits(global_logits.float(), hoi_targets.float(), reduction="none")
+    return _per_batch(per_element.mean(dim=1).sum(), normalizer, global_logits.shape[0])
 
 
 def image_verb_logits(
@@ -70,12 +88,18 @@ def image_verb_logits(
     return pooled, has_pairs
 
 
-def pair_mil_loss(pair_logits: torch.Tensor, pair_image: torch.Tensor, verb_targets: torch.Tensor) -> torch.Tensor:
-    """L_p: mean BCE of the per-image max over pairs of s_p (P, A) against (B, A) image verb labels."""
-    pooled, has_pairs = image_verb_logits(pair_logits.float(), pair_image, verb_targets.shape[0])
+def pair_mil_loss(
+    pair_logits: torch.Tensor, pair_image: torch.Tensor, verb_targets: torch.Tensor, normalizer: float | None = None
+) -> torch.Tensor:
+    """L_p: per image the mean BCE over A verbs of the max over its pairs of s_p (P, A) against (B, A) labels."""
+    num_images = verb_targets.shape[0]
+    pooled, has_pairs = image_verb_logits(pair_logits.float(), pair_image, num_images)
     if not bool(has_pairs.any()):
         return pair_logits.sum() * 0.0  # keeps the graph (and DDP) connected
-    return F.binary_cross_entropy_with_logits(pooled[has_pairs], verb_targets[has_pairs].float())
+    per_element = F.binary_cross_entropy_with_logits(
+        pooled[has_pairs], verb_targets[has_pairs].float(), reduction="none"
+    )  # (B', A)
+    return _per_batch(per_element.mean(dim=1).sum(), normalizer, num_images)
 
 
 @torch.no_grad()
@@ -114,11 +138,27 @@ def relatedness_pseudo_labels(
     return labels
 
 
-def relatedness_loss(relatedness_logits: torch.Tensor, pseudo_labels: torch.Tensor) -> torch.Tensor:
-    """L_b: mean BCE of s_b (P,) against pseudo-labels (P,)."""
+def relatedness_loss(
+    relatedness_logits: torch.Tensor,
+    pseudo_labels: torch.Tensor,
+    pair_image: torch.Tensor,
+    num_images: int,
+    *,
+    reduction: str = "sum",
+    normalizer: float | None = None,
+) -> torch.Tensor:
+    """L_b: per image the BCE of s_b (P,) against pseudo-labels (P,), summed (or averaged) over its pairs, / normalizer."""
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"unknown relatedness_reduction '{reduction}'; allowed: sum, mean")
     if relatedness_logits.numel() == 0:
         return relatedness_logits.sum() * 0.0
-    return F.binary_cross_entropy_with_logits(relatedness_logits.float(), pseudo_labels.float())
+    per_pair = F.binary_cross_entropy_with_logits(
+        relatedness_logits.float(), pseudo_labels.float(), reduction="none"
+    )  # (P,)
+    if reduction == "mean":
+        pairs_per_image = torch.bincount(pair_image, minlength=num_images).float()  # (B,)
+        per_pair = per_pair / pairs_per_image[pair_image]
+    return _per_batch(per_pair.sum(), normalizer, num_images)
 
 
 def compute_losses(
@@ -127,15 +167,20 @@ def compute_losses(
     pair_objects: torch.Tensor,
     config: LossConfig,
     iteration: int,
+    normalizer: float | None = None,
 ) -> LossTerms:
-    """All terms for one batch at training iteration `iteration` (0-based; L_b starts at `relatedness_warmup`).
+    """All terms for one (micro-)batch at training iteration `iteration` (0-based; L_b starts at `relatedness_warmup`).
 
-    pair_objects (P,): the object class of each pair's object (the proposal label). A model without
-    the HOI recognition branch needs `use_image_loss: false` (see `effective_loss_config`).
+    pair_objects (P,): the object class of each pair's object (the proposal label). `normalizer`: the
+    number of images the optimizer step averages over on this process (default: this batch's). A
+    model without the HOI recognition branch needs `use_image_loss: false` (see `effective_loss_config`).
     """
+    num_images = targets.hoi.shape[0]
     zero = output.pair_logits.sum() * 0.0 + output.relatedness_logits.sum() * 0.0
-    l_g = image_loss(output.global_logits, targets.hoi) if config.use_image_loss else zero
-    l_p = pair_mil_loss(output.pair_logits, output.pair_image, targets.verb) if config.use_pair_loss else zero
+    l_g = image_loss(output.global_logits, targets.hoi, normalizer) if config.use_image_loss else zero
+    l_p = zero
+    if config.use_pair_loss:
+        l_p = pair_mil_loss(output.pair_logits, output.pair_image, targets.verb, normalizer)
     l_b = zero
     if config.use_relatedness_loss and iteration >= config.relatedness_warmup and config.relatedness_weight > 0:
         pseudo = relatedness_pseudo_labels(
@@ -146,7 +191,10 @@ def compute_losses(
             targets.object,
             config.relatedness_top_k,
         )
-        l_b = config.relatedness_weight * relatedness_loss(output.relatedness_logits, pseudo)
+        l_b = config.relatedness_weight * relatedness_loss(
+            output.relatedness_logits, pseudo, output.pair_image, num_images,
+            reduction=config.relatedness_reduction, normalizer=normalizer,
+        )  # fmt: skip
     return LossTerms(image=l_g, pair=l_p, relatedness=l_b)
 
 

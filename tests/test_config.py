@@ -32,6 +32,24 @@ def test_shipped_config_loads_with_paper_defaults():
     assert project.detectors[rn101.detector].backend == "torchvision"
 
 
+def test_resolved_run_yaml_has_every_key_and_loads_back(tmp_path):
+    project = C.load_project_config(ROOT / "config.yaml")
+    text = C.resolved_run_yaml(project, "demo/ablations/exp1")
+    data = yaml.safe_load(text)
+    assert list(data) == ["datasets", "detectors", "runs"] and list(data["runs"]) == ["demo/ablations/exp1"]
+    run = data["runs"]["demo/ablations/exp1"]
+    assert set(run["model"]) == {f.name for f in C.dataclasses.fields(C.ModelConfig)}  # defaults written out
+    assert run["model"]["use_knowledge_transfer"] is False and run["model"]["hidden_dim"] == 128  # preset, config
+    assert run["infer"]["use_global_score"] is False and run["train"]["iterations"] == 300
+    assert set(data["detectors"]) == {"demo_import"} and set(data["datasets"]) == {"demo"}
+    (tmp_path / "resolved.yaml").write_text(text)
+    again = C.load_project_config(tmp_path / "resolved.yaml")
+    assert again.run("demo/ablations/exp1") == wf.resolve_run(project, "demo/ablations/exp1")
+    assert again.detectors["demo_import"] == project.detectors["demo_import"]
+    with pytest.raises(C.ConfigError, match="unknown ablation 'exp99'"):
+        C.resolved_run_yaml(project, "demo/ablations/exp99")
+
+
 def test_schema_file_is_generated_from_the_dataclasses():
     on_disk = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
     assert on_disk == C.json_schema(), "run: python -m hoi_pipeline config-schema > schemas/config.schema.yaml"

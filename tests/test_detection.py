@@ -4,6 +4,7 @@ output conversion, the reader, bad images and the atomic write."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,7 +31,7 @@ from hoi_pipeline.detection.label_map import (
     map_labels_by_name,
     normalise_class_name,
 )
-from hoi_pipeline.detection.postprocess import PostprocessSettings, select_proposals
+from hoi_pipeline.detection.postprocess import UPT_FILTER, PostprocessSettings, select_proposals
 from hoi_pipeline.stages import detect
 from hoi_pipeline.structures import HOIAnnotations, ImageAnnotation, Proposals, Vocabulary
 
@@ -68,19 +69,23 @@ def test_thresholds_and_limits_per_group():
     boxes = np.array([box_row(20.0 * i) for i in range(len(scores))], dtype=np.float32)
     labels = np.array([0] * 6 + [7, 3])
 
-    keep = select_proposals(boxes, scores, labels, person=0, settings=PostprocessSettings())
+    keep = select_proposals(boxes, scores, labels, person=0, settings=UPT_FILTER)
     # humans: 4 pass (between min 3 and max 15); objects: none pass, the top min(3, 2) are kept anyway
     assert keep.tolist() == [0, 1, 2, 3, 6, 7]
 
-    keep = select_proposals(boxes, scores, labels, person=0, settings=PostprocessSettings(min_humans=5))
+    keep = select_proposals(boxes, scores, labels, person=0, settings=dataclasses.replace(UPT_FILTER, min_humans=5))
     assert keep.tolist() == [0, 1, 2, 3, 4, 6, 7]  # the 5th human kept below the threshold
 
-    keep = select_proposals(boxes, scores, labels, person=0, settings=PostprocessSettings(min_humans=1, max_humans=2))
+    keep = select_proposals(boxes, scores, labels, person=0, settings=dataclasses.replace(UPT_FILTER, min_humans=1, max_humans=2))
     assert keep.tolist() == [0, 1, 6, 7]
 
     settings = PostprocessSettings(human_score_threshold=0.4, object_score_threshold=0.12, min_humans=0, min_objects=0)
     keep = select_proposals(boxes, scores, labels, person=0, settings=settings)
     assert keep.tolist() == [0, 1, 6]
+
+    # the paper's reading (the defaults): every detection, at most 100
+    keep = select_proposals(boxes, scores, labels, person=0, settings=PostprocessSettings())
+    assert keep.tolist() == [0, 1, 2, 3, 4, 5, 6, 7]
 
 
 def test_max_detections_cuts_before_group_limits_and_order_is_humans_first():
@@ -96,12 +101,12 @@ def test_invalid_boxes_are_dropped_and_tensors_are_accepted():
     boxes = torch.tensor([[0, 0, 10, 10], [5, 5, 5, 9], [0, 0, float("nan"), 3], [30, 0, 40, 10]])
     scores = torch.tensor([0.5, 0.9, 0.9, float("nan")])
     labels = torch.tensor([0, 0, 0, 0])
-    keep = select_proposals(boxes, scores, labels, person=0, settings=PostprocessSettings())
+    keep = select_proposals(boxes, scores, labels, person=0, settings=UPT_FILTER)
     assert keep.tolist() == [0]
-    empty = select_proposals(np.zeros((0, 4)), np.zeros(0), np.zeros(0), person=0, settings=PostprocessSettings())
+    empty = select_proposals(np.zeros((0, 4)), np.zeros(0), np.zeros(0), person=0, settings=UPT_FILTER)
     assert empty.shape == (0,)
     with pytest.raises(ValueError, match="differ in length"):
-        select_proposals(np.zeros((2, 4)), np.zeros(1), np.zeros(2), person=0, settings=PostprocessSettings())
+        select_proposals(np.zeros((2, 4)), np.zeros(1), np.zeros(2), person=0, settings=UPT_FILTER)
 
 
 def test_settings_are_validated():
@@ -112,9 +117,12 @@ def test_settings_are_validated():
     with pytest.raises(ConfigError, match=r"detectors\.x: min_objects \(9\) exceeds max_objects"):
         from_dict(dict[str, DetectorConfig], {"x": {"min_objects": 9, "max_objects": 3}}, "detectors")
     defaults = PostprocessSettings.from_config(DetectorConfig())
-    assert defaults == PostprocessSettings()  # the config's defaults are the documented UPT/SCG values
-    assert (defaults.human_score_threshold, defaults.nms_threshold, defaults.max_detections) == (0.2, 0.5, 100)
-    assert (defaults.min_humans, defaults.max_humans, defaults.min_objects, defaults.max_objects) == (3, 15, 3, 15)
+    assert defaults == PostprocessSettings()  # the config's defaults: the paper's "at most 100 object candidates"
+    assert (defaults.human_score_threshold, defaults.nms_threshold, defaults.max_detections) == (0.0, 0.5, 100)
+    assert (defaults.min_humans, defaults.max_humans, defaults.min_objects, defaults.max_objects) == (0, 100, 0, 100)
+    upt = PostprocessSettings.from_config(DetectorConfig(human_score_threshold=0.2, object_score_threshold=0.2,
+                                                         min_humans=3, max_humans=15, min_objects=3, max_objects=15))
+    assert upt == UPT_FILTER  # the documented UPT / SCG values
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,7 +377,7 @@ def test_precomputed_import_maps_labels_and_postprocesses(tmp_path):
     detections = tmp_path / "detections.json"
     write_detections_json(detections, [first, second, other], file_objects)
     out = tmp_path / "p.h5"
-    config = DetectorConfig(backend="precomputed", min_objects=1)
+    config = DetectorConfig(backend="precomputed", human_score_threshold=0.2, object_score_threshold=0.2, min_objects=1)
     detect.run(detector=config, annotations=annotations, split="test", images=images, detections=detections, out=out)
 
     file = ProposalsFile(out)
@@ -411,7 +419,7 @@ def test_detectron2_outputs_become_proposals():
     assert p.labels.tolist() == [PERSON, OBJECTS.index("dining_table"), OBJECTS.index("tv")]
     np.testing.assert_allclose(p.boxes[1], [20, 0, 30, 10])
     with pytest.raises(ValueError, match="instances"):
-        proposals_from_detectron2({}, "x.jpg", label_table=table, person=PERSON, settings=PostprocessSettings())
+        proposals_from_detectron2({}, "x.jpg", label_table=table, person=PERSON, settings=UPT_FILTER)
 
 
 def test_detectron2_backend_without_detectron2_says_how_to_install():
@@ -433,6 +441,6 @@ def test_unmapped_detector_classes_are_dropped_before_limits():
         scores=np.array([0.9, 0.95, 0.4], dtype=np.float32),
         labels=np.array([1, 2, 1]),
     )
-    p = to_proposals("a.png", raw, label_table=table, person=PERSON, settings=PostprocessSettings())
+    p = to_proposals("a.png", raw, label_table=table, person=PERSON, settings=UPT_FILTER)
     assert p.labels.tolist() == [PERSON, PERSON] and p.scores.tolist() == pytest.approx([0.9, 0.4])
 

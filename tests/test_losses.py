@@ -30,11 +30,13 @@ def bce(logit: float, target: float) -> float:
 # L_g and L_p
 
 
-def test_image_loss_is_mean_bce():
+def test_image_loss_is_mean_bce_per_image_over_the_normalizer():
     logits = torch.tensor([[2.0, -1.0], [0.0, 3.0]])
     targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    expected = (bce(2, 1) + bce(-1, 0) + bce(0, 0) + bce(3, 1)) / 4
-    assert image_loss(logits, targets).item() == pytest.approx(expected, rel=1e-6)
+    per_image = [(bce(2, 1) + bce(-1, 0)) / 2, (bce(0, 0) + bce(3, 1)) / 2]
+    assert image_loss(logits, targets).item() == pytest.approx(sum(per_image) / 2, rel=1e-6)
+    # a micro-batch of a step over 8 images: its per-image sum over 8
+    assert image_loss(logits, targets, normalizer=8).item() == pytest.approx(sum(per_image) / 8, rel=1e-6)
 
 
 def test_pair_mil_takes_max_over_each_images_pairs():
@@ -45,7 +47,7 @@ def test_pair_mil_takes_max_over_each_images_pairs():
     assert has_pairs.tolist() == [True, True, False]  # image 2 has no pair
     verbs = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     loss = pair_mil_loss(pair_logits, pair_image, verbs)
-    expected = (bce(3, 1) + bce(-1, 0) + bce(-4, 0) + bce(0.5, 1)) / 4  # image 2 does not count
+    expected = ((bce(3, 1) + bce(-1, 0)) / 2 + (bce(-4, 0) + bce(0.5, 1)) / 2) / 3  # image 2 adds 0 over 3 images
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     loss.backward()
     # only the maximum pair of each image and verb gets a gradient
@@ -134,9 +136,17 @@ def test_pseudo_labels_ties_keep_the_earlier_pair():
                                   torch.ones(1, 1), torch.ones(1, 1), top_k=0)  # fmt: skip
 
 
-def test_relatedness_loss_is_mean_bce():
-    loss = relatedness_loss(torch.tensor([2.0, -1.0, 0.0]), torch.tensor([1.0, 0.0, 1.0]))
-    assert loss.item() == pytest.approx((bce(2, 1) + bce(-1, 0) + bce(0, 1)) / 3, rel=1e-6)
+def test_relatedness_loss_sums_over_each_images_pairs():
+    logits, labels = torch.tensor([2.0, -1.0, 0.0]), torch.tensor([1.0, 0.0, 1.0])
+    pair_image = torch.tensor([0, 0, 1])  # image 0 has two pairs, image 1 one, image 2 none
+    terms = [bce(2, 1), bce(-1, 0), bce(0, 1)]
+    summed = relatedness_loss(logits, labels, pair_image, 3)  # the paper: sum over pairs, per image
+    assert summed.item() == pytest.approx(sum(terms) / 3, rel=1e-6)
+    averaged = relatedness_loss(logits, labels, pair_image, 3, reduction="mean")
+    assert averaged.item() == pytest.approx(((terms[0] + terms[1]) / 2 + terms[2]) / 3, rel=1e-6)
+    assert relatedness_loss(logits, labels, pair_image, 3, normalizer=6).item() == pytest.approx(sum(terms) / 6)
+    with pytest.raises(ValueError, match="relatedness_reduction"):
+        relatedness_loss(logits, labels, pair_image, 3, reduction="max")
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,7 +169,7 @@ def make_output(requires_grad: bool = True) -> tuple[ModelOutput, ImageTargets, 
 
 def test_compute_losses_terms_warmup_and_switches():
     output, targets, pair_objects = make_output()
-    config = LossConfig(relatedness_warmup=10, relatedness_weight=2.0)
+    config = LossConfig(relatedness_warmup=10, relatedness_weight=2.0, relatedness_reduction="mean")
     early = compute_losses(output, targets, pair_objects, config, iteration=9)
     assert early.image.item() == pytest.approx((bce(1, 1) + bce(-1, 0)) / 2, rel=1e-6)
     assert early.pair.item() == pytest.approx((bce(2, 1) + bce(1, 0)) / 2, rel=1e-6)
@@ -171,10 +181,43 @@ def test_compute_losses_terms_warmup_and_switches():
     assert set(late.as_floats()) == {"image", "pair", "relatedness", "total"}
     late.total.backward()
     assert output.relatedness_logits.grad is not None
+    summed = compute_losses(output, targets, pair_objects, LossConfig(relatedness_warmup=10), iteration=10)
+    assert summed.relatedness.item() == pytest.approx(bce(0.5, 1) + bce(-0.5, 0), rel=1e-6)  # the paper's sum
 
     off = compute_losses(output, targets, pair_objects,
                          LossConfig(use_image_loss=False, use_pair_loss=False, use_relatedness_loss=False), 100)  # fmt: skip
     assert off.total.item() == 0.0
+
+
+def test_micro_batch_losses_add_up_to_the_whole_batch():
+    """Per-image sums over the step's image count: k micro-batches' losses sum to the batch's loss."""
+    torch.manual_seed(0)
+    pair_image = torch.tensor([0, 0, 0, 1, 2, 2, 3, 3, 3, 3])  # image 4 has no pair
+    num_images = 5
+    output = ModelOutput(
+        global_logits=torch.randn(num_images, 6),
+        pair_logits=torch.randn(len(pair_image), 3),
+        relatedness_logits=torch.randn(len(pair_image)),
+        pairs=torch.zeros(len(pair_image), 2, dtype=torch.int64),
+        pair_image=pair_image,
+    )
+    targets = ImageTargets(hoi=(torch.rand(num_images, 6) > 0.5).float(), verb=(torch.rand(num_images, 3) > 0.5).float(),
+                           object=torch.ones(num_images, 2))  # fmt: skip
+    pair_objects = torch.zeros(len(pair_image), dtype=torch.int64)
+    for reduction in ("sum", "mean"):
+        config = LossConfig(relatedness_warmup=0, relatedness_reduction=reduction)
+        whole = compute_losses(output, targets, pair_objects, config, iteration=0)
+        parts = []
+        for images in ([0, 1], [2, 3, 4]):
+            rows = torch.nonzero(torch.isin(pair_image, torch.tensor(images)), as_tuple=True)[0]
+            remap = {old: new for new, old in enumerate(images)}
+            part = ModelOutput(output.global_logits[images], output.pair_logits[rows], output.relatedness_logits[rows],
+                               output.pairs[rows], torch.tensor([remap[int(i)] for i in pair_image[rows]]))  # fmt: skip
+            part_targets = ImageTargets(targets.hoi[images], targets.verb[images], targets.object[images])
+            parts.append(compute_losses(part, part_targets, pair_objects[rows], config, 0, normalizer=num_images))
+        for name in ("image", "pair", "relatedness"):
+            together = sum(getattr(p, name).item() for p in parts)
+            assert together == pytest.approx(getattr(whole, name).item(), rel=1e-6), (reduction, name)
 
 
 def test_effective_loss_config_drops_image_loss_without_hoi_recognition():

@@ -10,7 +10,7 @@ import torch
 from open_clip.modified_resnet import AttentionPool2d, ModifiedResNet
 from torchvision.ops import roi_align
 
-from hoi_pipeline.ablations import ABLATIONS, TABLES
+from hoi_pipeline.ablations import ABLATIONS, PRESETS, row_switches
 from hoi_pipeline.config import ClipConfig, ModelConfig, RunConfig, with_overrides
 from hoi_pipeline.losses import ImageTargets, compute_losses, effective_loss_config
 from hoi_pipeline.modeling.backbone import (
@@ -20,8 +20,9 @@ from hoi_pipeline.modeling.backbone import (
     pool_roi_tokens,
     project_qkv,
 )
-from hoi_pipeline.modeling.knowledge_transfer import knowledge_attention
-from hoi_pipeline.modeling.model import build_model
+from hoi_pipeline.modeling.hoi_recognition import HOIRecognitionNetwork
+from hoi_pipeline.modeling.knowledge_transfer import KnowledgeTransferNetwork, knowledge_attention
+from hoi_pipeline.modeling.model import build_model, content_grids
 from hoi_pipeline.modeling.pairing import enumerate_pairs, pair_object_labels, union_boxes
 from hoi_pipeline.modeling.spatial_encoding import encode_box_pairs
 from hoi_pipeline.structures import Vocabulary
@@ -174,15 +175,78 @@ def test_roi_pooling_on_projected_maps_equals_pooling_each_roi():
 
 
 def test_knowledge_attention_variants():
-    query = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    query = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     bank = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
-    t = torch.tensor(10.0)
-    soft = knowledge_attention(query, bank, t, "softmax")
-    torch.testing.assert_close(soft.sum(1), torch.ones(2))
-    assert soft[0].argmax() == 0 and soft[1].argmax() == 1
-    torch.testing.assert_close(knowledge_attention(query, bank, t, "uniform"), torch.full((2, 3), 1 / 3))
-    sig = knowledge_attention(query, bank, t, "sigmoid")
-    torch.testing.assert_close(sig[0], torch.sigmoid(torch.tensor([10.0, 0.0, -10.0])) / 3)
+    # Eq. 1: softmax of the inner products W_T q
+    soft = knowledge_attention(query, bank, "softmax")
+    torch.testing.assert_close(soft[0], torch.softmax(torch.tensor([1.0, 0.0, -1.0]), 0))
+    torch.testing.assert_close(soft[1], torch.softmax(torch.tensor([0.0, 2.0, 0.0]), 0))
+    # scaled cosine: the norm of the query no longer matters
+    cosine = knowledge_attention(query, bank, "softmax", temperature=torch.tensor(10.0))
+    torch.testing.assert_close(cosine[1], torch.softmax(torch.tensor([0.0, 10.0, 0.0]), 0))
+    torch.testing.assert_close(knowledge_attention(query, bank, "uniform"), torch.full((2, 3), 1 / 3))
+    sig = knowledge_attention(query, bank, "sigmoid")
+    torch.testing.assert_close(sig[0], torch.sigmoid(torch.tensor([1.0, 0.0, -1.0])) / 3)
+
+
+def test_global_logits_inner_product_and_scaled_cosine():
+    v_g = torch.tensor([[2.0, 0.0], [1.0, 1.0]])
+    bank = torch.tensor([[1.0, 0.0], [0.0, 3.0], [1.0, 1.0]])
+    paper = HOIRecognitionNetwork(visual_dim=2, bank_dim=2)  # s_g = W_T v_g (Sec. 3.2.2)
+    torch.testing.assert_close(paper(v_g, bank), torch.tensor([[2.0, 0.0, 2.0], [1.0, 3.0, 2.0]]))
+    assert list(paper.parameters()) == []  # the plain inner product has no parameters of its own
+    scaled = HOIRecognitionNetwork(visual_dim=2, bank_dim=2, logits="scaled_cosine", scale_init=10.0, bias_init=-10.0)
+    s = 2**-0.5
+    torch.testing.assert_close(scaled(v_g, bank), 10.0 * torch.tensor([[1.0, 0.0, s], [s, s, 1.0]]) - 10.0)
+    assert isinstance(HOIRecognitionNetwork(visual_dim=3, bank_dim=2).projection, torch.nn.Linear)
+
+
+def test_ktn_projects_v_meta_only_where_widths_differ():
+    same = KnowledgeTransferNetwork(hidden_dim=4, visual_dim=4, bank_dim=4)
+    assert isinstance(same.meta_projection, torch.nn.Identity) and isinstance(same.query_projection, torch.nn.Identity)
+    assert not hasattr(same, "log_temperature")  # Eq. 1: plain inner products
+    wide = KnowledgeTransferNetwork(hidden_dim=6, visual_dim=4, bank_dim=4)
+    assert isinstance(wide.meta_projection, torch.nn.Linear) and wide.meta_projection.in_features == 4
+    always = KnowledgeTransferNetwork(hidden_dim=4, visual_dim=4, bank_dim=4, meta_projection="always")
+    assert isinstance(always.meta_projection, torch.nn.Linear)
+    cosine = KnowledgeTransferNetwork(hidden_dim=4, visual_dim=4, bank_dim=4, logits="scaled_cosine")
+    assert cosine.log_temperature.item() == pytest.approx(math.log(1 / 0.07))
+
+
+def test_ktn_computes_eq1_and_its_variants_by_hand():
+    torch.manual_seed(0)
+    bank = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    v_p, v_u = torch.rand(2, 3), torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    ktn = KnowledgeTransferNetwork(hidden_dim=3, visual_dim=3, bank_dim=3)
+    alpha = torch.softmax(v_u @ bank.T, dim=1)  # (P, N)
+    torch.testing.assert_close(ktn(v_p, v_u, bank), ktn.f_k(v_p + alpha @ bank))
+    union = KnowledgeTransferNetwork(hidden_dim=3, visual_dim=3, bank_dim=3, knowledge="union")  # Table 4, Exp 11
+    torch.testing.assert_close(union(v_p, v_u, bank), union.f_k(v_p + v_u))
+    assert union.needs_union_features
+    # without KTN the paper predicts from v_p itself; fk_without_ktn keeps the MLP F_K
+    plain = KnowledgeTransferNetwork(hidden_dim=3, visual_dim=3, bank_dim=3, enabled=False)
+    assert plain.f_k is None and torch.equal(plain(v_p, None, bank), v_p) and not plain.needs_union_features
+    kept = KnowledgeTransferNetwork(hidden_dim=3, visual_dim=3, bank_dim=3, enabled=False, fk_without_ktn=True)
+    torch.testing.assert_close(kept(v_p, None, bank), kept.f_k(v_p))
+
+
+def test_content_grids_count_the_cells_an_image_covers():
+    sizes = torch.tensor([[480, 640], [427, 640], [640, 480], [20, 33]])
+    assert content_grids(sizes, (20, 20), 32).tolist() == [[15, 20], [14, 20], [20, 15], [1, 2]]
+    assert content_grids(sizes, (14, 20), 32).tolist()[2] == [14, 15]  # never beyond the map
+
+
+def test_global_pooling_reads_each_images_own_cells_with_its_own_positions():
+    model = tiny_model()
+    layer4 = torch.randn(2, 256, 3, 4)
+    sizes = torch.tensor([[96, 128], [64, 96]])  # image 1 covers 2 x 3 of the 3 x 4 cells
+    pooled = model._pool_images(layer4, sizes)
+    torch.testing.assert_close(pooled[0], model.backbone.pool(layer4[:1])[0])
+    torch.testing.assert_close(pooled[1], model.backbone.pool(layer4[1:, :, :2, :3])[0])
+    changed = layer4.clone()
+    changed[1, :, 2:, :] = 50.0  # the padding of image 1
+    changed[1, :, :, 3:] = -50.0
+    torch.testing.assert_close(model._pool_images(changed, sizes), pooled)
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,7 +270,7 @@ def check_forward_backward(model, *, expect_global: bool):
 
 
 # presets on a CLIP backbone (the torchvision backbone: test_detector_backbone_loads_and_trains)
-CLIP_PRESETS = sorted(name for name, o in ABLATIONS.items() if "backbone_source" not in o.get("model", {}))
+CLIP_PRESETS = sorted(name for name, o in ABLATIONS.items() if o["model"]["backbone_source"] == "clip")
 
 
 @pytest.mark.parametrize("name", CLIP_PRESETS)
@@ -235,7 +299,11 @@ def test_every_ablation_forward_backward(name):
     else:
         assert bank_grad is None or bank_grad.abs().sum() == 0
     if run.model.use_knowledge_transfer:
-        assert grads["knowledge_transfer.meta_projection.weight"].abs().sum() > 0
+        assert grads["knowledge_transfer.f_k.0.weight"].abs().sum() > 0
+        if "knowledge_transfer.meta_projection.weight" in grads:  # P_m exists where the widths differ
+            assert grads["knowledge_transfer.meta_projection.weight"].abs().sum() > 0
+    else:
+        assert model.knowledge_transfer.f_k is None  # the paper predicts from v_p
 
 
 def test_local_branch_never_moves_the_bank():
@@ -243,7 +311,7 @@ def test_local_branch_never_moves_the_bank():
     out, _, _ = check_forward_backward(model, expect_global=True)
     (out.pair_logits.sum() + out.relatedness_logits.sum()).backward()
     assert model.bank.weight.grad is None  # the knowledge transfer network reads W_T detached
-    assert model.knowledge_transfer.log_temperature.grad is not None
+    assert model.knowledge_transfer.meta_projection.weight.grad is not None
     out = model(*tiny_batch()[:5])
     out.global_logits.sum().backward()
     assert model.bank.weight.grad.abs().sum() > 0
@@ -307,17 +375,43 @@ def test_bank_size_must_match_vocabulary():
                     visual=tiny_visual())  # fmt: skip
 
 
-def test_ablation_tables_cover_the_paper_rows():
-    assert "baseline" in TABLES["table2"]
-    assert {"ktn_union", "ktn_uniform", "ktn_sigmoid"} <= set(TABLES["table4"])
-    assert {"topk_1", "topk_2"} <= set(TABLES["table5"])
-    base = RunConfig(dataset="d", detector="x")
-    for name, overrides in ABLATIONS.items():
-        run = with_overrides(base, overrides)  # every preset is a valid config
-        assert run != base or name in ("ktn_union", "topk_1"), name  # those two restate the defaults
-    baseline = with_overrides(base, ABLATIONS["baseline"])
-    assert not baseline.model.use_hoi_recognition and not baseline.model.use_knowledge_transfer
-    assert not baseline.loss.use_relatedness_loss and not baseline.infer.use_global_score
+def test_each_preset_builds_its_paper_row():
+    """The overrides of every preset give the switches its row states, on a run that changed them all."""
+    from hoi_pipeline.ablations import FULL_MODEL, TABLE_LAYOUT
+
+    assert [name for name, _ in TABLE_LAYOUT["Table 2"]] == [
+        "baseline", "exp1", "exp2", "exp3", "exp4", "exp5", "exp6", "exp7", "full_model", "exp8", "exp9", "exp10",
+    ]  # fmt: skip
+    assert [name for name, _ in TABLE_LAYOUT["Table 4"]] == ["exp11", "exp12", "exp13", "exp7"]
+    assert [name for name, _ in TABLE_LAYOUT["Table 5"]] == ["top5", "top2", "full_model"]
+    assert PRESETS["exp1"].paper.full == 20.31  # Table 2's number, not the text's 20.41
+    assert (FULL_MODEL.paper.full, FULL_MODEL.paper.rare, FULL_MODEL.paper.non_rare) == (22.89, 22.41, 23.03)
+    twisted = with_overrides(RunConfig(dataset="d", detector="x"), {
+        "model": {"use_knowledge_transfer": False, "ktn_attention": "sigmoid", "bank_trainable": False},
+        "loss": {"use_relatedness_loss": False, "relatedness_top_k": 3},
+        "infer": {"use_global_score": False},
+    })  # fmt: skip
+    for name, preset in {**PRESETS, FULL_MODEL.name: FULL_MODEL}.items():
+        run = with_overrides(twisted, dict(preset.overrides))
+        assert row_switches(run) == preset.switches, name
+        assert preset.in_paper == (preset.table != "not in the paper"), name
+    assert row_switches(RunConfig(dataset="d", detector="x")) == FULL_MODEL.switches  # the defaults: the full model
+
+
+def test_exp1_is_hoi_recognition_without_ktn_src_and_fusion():
+    run = with_overrides(RunConfig(dataset="d", detector="x"), dict(ABLATIONS["exp1"]))
+    model = tiny_model(run.model)
+    assert model.hoi_recognition is not None and model.bank.weight.requires_grad
+    assert not model.knowledge_transfer.enabled and model.knowledge_transfer.f_k is None
+    assert run.loss.use_image_loss and run.loss.use_pair_loss and not run.loss.use_relatedness_loss
+    assert not run.infer.use_global_score and not run.infer.use_relatedness_score and run.infer.use_pair_score
+    baseline = with_overrides(RunConfig(dataset="d", detector="x"), dict(ABLATIONS["baseline"]))
+    assert tiny_model(baseline.model).hoi_recognition is None and not baseline.loss.use_image_loss
+    exp11 = with_overrides(RunConfig(dataset="d", detector="x"), dict(ABLATIONS["exp11"]))
+    assert tiny_model(exp11.model).knowledge_transfer.knowledge == "union" and not exp11.infer.use_global_score
+    assert {name for name in ABLATIONS if name.startswith("exp") and int(name[3:]) >= 11} == {"exp11", "exp12", "exp13"}
+    for name in ("exp11", "exp12", "exp13"):  # Table 4 has no score fusion
+        assert not with_overrides(RunConfig(dataset="d", detector="x"), dict(ABLATIONS[name])).infer.use_global_score
 
 
 def test_detector_backbone_loads_and_trains(tmp_path):
@@ -349,8 +443,8 @@ def test_detector_backbone_loads_and_trains(tmp_path):
         load_torchvision_resnet50("coco_detector", str(tmp_path / "missing.pt"))
 
 
-def test_hoi_recognition_starts_at_low_prior():
-    model = tiny_model()
+def test_scaled_cosine_hoi_recognition_starts_at_low_prior():
+    model = tiny_model(ModelConfig(global_logits="scaled_cosine"))
     model.eval()
     with torch.no_grad():
         out = model(*tiny_batch()[:5])

@@ -103,10 +103,9 @@ def test_letterbox_and_box_scaling(tmp_path):
                               preprocessing=PRE, annotations=[annotation])  # fmt: skip
     assert letterbox_size(100, 50, 64) == (64, 32)
     sample = dataset[0]
-    assert sample.image.shape == (3, 64, 64) and sample.content_size == (32, 64) and sample.original_size == (50, 100)
+    assert sample.image.shape == (3, 32, 64) and sample.content_size == (32, 64) and sample.original_size == (50, 100)
     torch.testing.assert_close(sample.boxes, torch.tensor([[0, 0, 32, 32], [32, 0, 64, 16.0]]))
-    assert torch.allclose(sample.image[:, :32], torch.full((3, 32, 64), 2.0))  # white: (1 - 0.5) / 0.25
-    assert torch.all(sample.image[:, 32:] == 0)  # padding: the mean colour
+    assert torch.allclose(sample.image, torch.full((3, 32, 64), 2.0))  # white: (1 - 0.5) / 0.25
     assert (
         sample.hoi.tolist() == [0, 0, 0, 1]
         and sample.verb.tolist() == [1, 0, 0]
@@ -116,6 +115,22 @@ def test_letterbox_and_box_scaling(tmp_path):
     torch.testing.assert_close(flipped.boxes, torch.tensor([[32, 0, 64, 32], [0, 0, 32, 16.0]]))
     batch = collate_samples([sample, flipped])
     torch.testing.assert_close(batch.original_boxes(1), torch.tensor([[0, 0, 50, 50], [50, 0, 100, 25.0]]))
+    assert batch.images.shape == (2, 3, 32, 64)  # two landscape images: no square padding
+
+
+def test_batches_are_padded_to_their_largest_image(tmp_path):
+    Image.fromarray(np.full((60, 100, 3), 255, np.uint8)).save(tmp_path / "wide.png")
+    Image.fromarray(np.full((100, 40, 3), 255, np.uint8)).save(tmp_path / "tall.png")
+    proposals = [Proposals(name, [[0, 0, 10, 10]], [0.9], [0]) for name in ("wide.png", "tall.png")]
+    dataset = HOIImageDataset(images=tmp_path, filenames=["wide.png", "tall.png"], proposals=proposals,
+                              vocabulary=VOCAB, preprocessing=Preprocessing(80, PRE.mean, PRE.std))  # fmt: skip
+    wide, tall = dataset[0], dataset[1]
+    assert wide.image.shape == (3, 48, 80) and tall.image.shape == (3, 80, 32)  # longer side 80
+    assert collate_samples([wide]).images.shape == (1, 3, 64, 96)  # rounded up to multiples of 32
+    batch = collate_samples([wide, tall])
+    assert batch.images.shape == (2, 3, 96, 96) and batch.image_sizes.tolist() == [[48, 80], [80, 32]]
+    assert torch.all(batch.images[0, :, :48, :80] == 2.0) and torch.all(batch.images[0, :, 48:] == 0)
+    assert torch.all(batch.images[1, :, :80, :32] == 2.0) and torch.all(batch.images[1, :, :, 32:] == 0)
 
 
 def test_image_without_proposals_batches_and_runs(tmp_path):
@@ -139,7 +154,9 @@ def test_dataset_reads_proposals_file_and_counts_skipped(split):
     dataset = HOIImageDataset.from_split(
         annotations, images=split["images"], proposals=split["proposals"], preprocessing=PRE
     )
-    indices, skipped = dataset.training_indices()
+    indices, skipped = dataset.training_indices()  # the image without a pair still trains L_g
+    assert indices == list(range(7)) and skipped == {"no_hoi_label": 0, "no_human_pair": 1}
+    indices, skipped = dataset.training_indices(include_without_pairs=False)
     assert indices == list(range(6)) and skipped == {"no_hoi_label": 0, "no_human_pair": 1}
     assert dataset[6].labels.tolist() == [1]
     with pytest.raises(ValueError, match="no proposals for 1 of"):

@@ -1,19 +1,22 @@
 """Images + proposals + image-level labels as a torch Dataset, for training and inference.
 
-Image resizing policy (letterbox): every image is resized, keeping its aspect ratio, so that its
-longer side is S pixels (S = `clip.image_size`, default the CLIP model's input size, 224 for RN50 /
-RN101), then padded at the right and bottom to an S x S square with zeros after normalisation (the
-mean colour). Proposal boxes are scaled by the same per-axis factors (new size / old size). One fixed
-input size keeps batching trivial and matches the grid CLIP's attention pool was trained on; the
-model masks the padded cells when pooling the whole image and gets the content size for the spatial
-encoding. Pixels are normalised with the CLIP mean / std. Training may flip an image horizontally;
-the flip is decided by the batch sampler (a function of seed and sample position, so it is resumable).
+Image resizing policy: every image is resized, keeping its aspect ratio, so that its longer side is
+S pixels (S = `model.input_size`, 640 by default: HICO-DET images are mostly 640 x 480, so they keep
+about their native size; the paper states no input size). A batch is padded at the right and
+bottom to its largest image, rounded up to a multiple of 32 (`PAD_MULTIPLE`, the backbone's
+stride), with zeros after normalisation (the mean colour); a batch of 640 x 480 images is therefore
+640 x 480, not a 640 x 640 square. Proposal boxes are scaled by the same per-axis factors (new size
+/ old size). The model gets each image's content size: global pooling reads only the image's own
+feature cells, and the spatial encoding is relative to the content. Pixels are normalised with the
+CLIP mean / std. Training may flip an image horizontally; the flip is decided by the batch sampler
+(a function of seed and sample position, so it is resumable).
 
-Training skips images without any HOI label, or whose proposals make no human-object pair (no
-human, or a human alone: nothing for the pair branch to learn from);
-`HOIImageDataset.training_indices` lists the usable ones and counts the skipped. Images with no
-proposals at all are valid items (empty box tensors), so inference never crashes on them.
-Proposals come from the detect stage's HDF5 (`ProposalsFile`), opened lazily in each DataLoader worker.
+Training uses every image with an HOI label. Images whose proposals make no human-object pair (no
+human, or a human alone) still train the global branch (L_g needs no pair; `loss.images_without_
+pairs: train_global`) or are skipped (`skip`); `HOIImageDataset.training_indices` lists the usable
+ones and counts the others. Images with no proposals at all are valid items (empty box tensors), so
+inference never crashes on them. Proposals come from the detect stage's HDF5 (`ProposalsFile`),
+opened lazily in each DataLoader worker.
 """
 
 from __future__ import annotations
@@ -34,11 +37,14 @@ from hoi_pipeline.losses import ImageTargets
 from hoi_pipeline.structures import HOIAnnotations, ImageAnnotation, Proposals, Vocabulary
 
 
+PAD_MULTIPLE = 32  # a batch's height and width are multiples of the backbone's stride
+
+
 @dataclass(frozen=True)
 class Preprocessing:
-    """How images become model input: letterbox to `image_size`, then (x - mean) / std."""
+    """How images become model input: longer side resized to `image_size`, then (x - mean) / std."""
 
-    image_size: int
+    image_size: int  # longer side, pixels
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
 
@@ -62,7 +68,7 @@ class HOISample:
 
     index: int  # position in the dataset
     filename: str
-    image: torch.Tensor  # (3, S, S) normalised, padded
+    image: torch.Tensor  # (3, h, w) normalised, not padded (the longer side is S)
     content_size: tuple[int, int]  # (height, width) of the image inside the padded input
     original_size: tuple[int, int]  # (height, width) of the file
     scale: tuple[float, float]  # (x, y) input pixels per original pixel
@@ -81,7 +87,7 @@ class HOIBatch:
 
     indices: torch.Tensor  # (B,) dataset positions
     filenames: tuple[str, ...]
-    images: torch.Tensor  # (B, 3, S, S)
+    images: torch.Tensor  # (B, 3, H, W) padded to the largest image, H and W multiples of 32
     image_sizes: torch.Tensor  # (B, 2) content (height, width)
     original_sizes: torch.Tensor  # (B, 2) (height, width)
     scales: torch.Tensor  # (B, 2) (x, y)
@@ -122,12 +128,28 @@ class HOIBatch:
         return boxes / torch.tensor([sx, sy, sx, sy])
 
 
+def padded_size(sizes: Sequence[tuple[int, int]], multiple: int = PAD_MULTIPLE) -> tuple[int, int]:
+    """(height, width) holding every (height, width) of `sizes`, rounded up to `multiple`."""
+    height = max(h for h, _ in sizes)
+    width = max(w for _, w in sizes)
+    return -(-height // multiple) * multiple, -(-width // multiple) * multiple
+
+
+def pad_images(images: Sequence[torch.Tensor], multiple: int = PAD_MULTIPLE) -> torch.Tensor:
+    """B (3, h_b, w_b) images -> (B, 3, H, W), each at the top left, zeros elsewhere."""
+    height, width = padded_size([tuple(image.shape[-2:]) for image in images], multiple)
+    batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
+    for b, image in enumerate(images):
+        batch[b, :, : image.shape[-2], : image.shape[-1]] = image
+    return batch
+
+
 def collate_samples(samples: Sequence[HOISample]) -> HOIBatch:
-    """Stack B samples into an `HOIBatch` (boxes stay a per-image tuple)."""
+    """Stack B samples into an `HOIBatch`, images padded to the largest (boxes stay a per-image tuple)."""
     return HOIBatch(
         indices=torch.tensor([s.index for s in samples], dtype=torch.int64),
         filenames=tuple(s.filename for s in samples),
-        images=torch.stack([s.image for s in samples]),
+        images=pad_images([s.image for s in samples]),
         image_sizes=torch.tensor([s.content_size for s in samples], dtype=torch.int64),
         original_sizes=torch.tensor([s.original_size for s in samples], dtype=torch.int64),
         scales=torch.tensor([s.scale for s in samples], dtype=torch.float32),
@@ -217,8 +239,12 @@ class HOIImageDataset(Dataset):
         if self._file is not None:
             self._file.close()
 
-    def training_indices(self) -> tuple[list[int], dict[str, int]]:
-        """Images usable for training and the counts of those skipped (no HOI label, no human-object pair)."""
+    def training_indices(self, include_without_pairs: bool = True) -> tuple[list[int], dict[str, int]]:
+        """Images usable for training, and counts: skipped without an HOI label, without a human-object pair.
+
+        An image whose proposals make no human-object pair is used when `include_without_pairs`
+        (it trains L_g) and skipped otherwise; `no_human_pair` counts such images either way.
+        """
         if self.annotations is None:
             raise ValueError("training needs annotations (image-level labels)")
         person = self.vocabulary.person
@@ -235,10 +261,12 @@ class HOIImageDataset(Dataset):
         for i, annotation in enumerate(self.annotations):
             if annotation.num_pairs == 0:
                 no_label += 1
-            elif not has_pair[i]:
+                continue
+            if not has_pair[i]:
                 no_human += 1
-            else:
-                keep.append(i)
+                if not include_without_pairs:
+                    continue
+            keep.append(i)
         return keep, {"no_hoi_label": no_label, "no_human_pair": no_human}
 
     def __getitem__(self, item: int | tuple[int, bool]) -> HOISample:
@@ -263,8 +291,6 @@ class HOIImageDataset(Dataset):
         if flip:
             pixels = pixels.flip(-1)
             boxes[:, [0, 2]] = new_width - boxes[:, [2, 0]]
-        padded = torch.zeros(3, size, size, dtype=torch.float32)
-        padded[:, :new_height, :new_width] = pixels
 
         vocab = self.vocabulary
         hoi = torch.zeros(vocab.num_classes)
@@ -278,7 +304,7 @@ class HOIImageDataset(Dataset):
         return HOISample(
             index=i,
             filename=filename,
-            image=padded,
+            image=pixels,
             content_size=(new_height, new_width),
             original_size=(height, width),
             scale=scale,

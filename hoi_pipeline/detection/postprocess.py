@@ -1,43 +1,43 @@
 """Post-processing of raw detections into the human and object proposals of an image.
 
-Follows UPT (Zhang et al., ICCV 2021, `prepare_region_proposals`) and SCG (Zhang et al., ICCV 2021),
-which the paper builds on for its detections:
 1. drop boxes with non-finite values or no area;
-2. per-class NMS at IoU `nms_threshold` (0.5);
-3. keep the `max_detections` (100) highest scores, as a COCO detector does;
-4. humans and objects separately: keep those scoring at least their threshold (0.2); if fewer than
-   `min_*` (3) pass, keep the top `min_*` even below the threshold; if more than `max_*` (15)
-   pass, keep the top `max_*`.
+2. per-class NMS at IoU `nms_threshold` (0.5, what the detectors already apply);
+3. keep the `max_detections` (100) highest scores: the paper's "at most 100 object candidates for
+   each image" (Sec. 4.2);
+4. humans and objects separately: keep those scoring at least their threshold; if fewer than
+   `min_*` pass, keep the top `min_*` even below the threshold; if more than `max_*` pass, keep
+   the top `max_*`.
+The defaults (`DetectorConfig`'s) stop at step 3: thresholds 0, no per-group minimum, at most 100.
+`UPT_FILTER` is the filter of UPT (Zhang et al., ICCV 2021, `prepare_region_proposals`) and SCG
+(Zhang et al., ICCV 2021): thresholds 0.2, 3 to 15 humans and 3 to 15 objects.
 The kept proposals are ordered humans first, then objects, each by descending score.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
+from hoi_pipeline.config import DetectorConfig
 from hoi_pipeline.structures import Proposals
 
-if TYPE_CHECKING:
-    from hoi_pipeline.config import DetectorConfig
+_DEFAULT = DetectorConfig()
 
 
 @dataclass(frozen=True)
 class PostprocessSettings:
-    """Thresholds and limits of `select_proposals`; defaults are UPT's / SCG's."""
+    """Thresholds and limits of `select_proposals`; defaults are `DetectorConfig`'s (the paper's reading)."""
 
-    human_score_threshold: float = 0.2
-    object_score_threshold: float = 0.2
-    nms_threshold: float = 0.5
-    max_detections: int = 100
-    min_humans: int = 3
-    max_humans: int = 15
-    min_objects: int = 3
-    max_objects: int = 15
+    human_score_threshold: float = _DEFAULT.human_score_threshold
+    object_score_threshold: float = _DEFAULT.object_score_threshold
+    nms_threshold: float = _DEFAULT.nms_threshold
+    max_detections: int = _DEFAULT.max_detections
+    min_humans: int = _DEFAULT.min_humans
+    max_humans: int = _DEFAULT.max_humans
+    min_objects: int = _DEFAULT.min_objects
+    max_objects: int = _DEFAULT.max_objects
 
     def __post_init__(self) -> None:
         for name in ("human_score_threshold", "object_score_threshold", "nms_threshold"):
@@ -62,6 +62,12 @@ class PostprocessSettings:
             min_objects=config.min_objects,
             max_objects=config.max_objects,
         )
+
+
+# UPT's / SCG's proposal filter (config: the same values in the detector section)
+UPT_FILTER = PostprocessSettings(
+    human_score_threshold=0.2, object_score_threshold=0.2, min_humans=3, max_humans=15, min_objects=3, max_objects=15
+)
 
 
 def _limit(scores: np.ndarray, threshold: float, low: int, high: int) -> np.ndarray:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torchvision.models import get_model_builder, get_model_weights
+from torchvision.ops import clip_boxes_to_image
 
 from hoi_pipeline.artifacts import file_digest
 from hoi_pipeline.config import DetectorConfig
@@ -129,13 +130,14 @@ class TorchvisionExtractor(ProposalExtractor):
         batch = [image.to(self.device, non_blocking=True).float().div_(255.0) for image in images]
         with self.autocast():
             outputs = self.model(batch)  # resizes internally and maps boxes back to the input size
+        # the boxes mapped back to the input size can overshoot its edge by a rounding error
         return [
             RawDetections(
-                boxes=out["boxes"].float().cpu().numpy(),
+                boxes=clip_boxes_to_image(out["boxes"].float(), image.shape[-2:]).cpu().numpy(),
                 scores=out["scores"].float().cpu().numpy(),
                 labels=out["labels"].cpu().numpy(),
             )
-            for out in outputs
+            for out, image in zip(outputs, images)
         ]
 
 

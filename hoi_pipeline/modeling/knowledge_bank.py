@@ -1,9 +1,10 @@
-"""The knowledge bank W_T (paper Sec. 4.2): one D-dim text embedding per HOI class.
+"""The knowledge bank W_T (paper Sec. 3.2, "HOI Knowledge Bank Generation"): one D-dim text embedding per HOI class.
 
 W_T is initialised from the CLIP text embeddings of the prompts "a person {verb-ing} a/an {object}"
 (made once by the embed-prompts stage, a pipeline artifact). The global branch (HOI recognition)
 uses it as trainable classifier weights; the local branch (knowledge transfer) reads a detached
-copy, so the pairwise losses never move the bank. Table 2 ablations: a frozen bank
+copy, so the pairwise losses never move the bank ("We detach the parameters of the knowledge bank on
+the local branch", Sec. 4.2). Table 2 ablations: a frozen bank
 (`bank_trainable: false`) and a random bank (`random_bank`, seeded) instead of CLIP text.
 """
 

@@ -1,13 +1,19 @@
-"""The bi-level model (paper Sec. 4): a global image branch and a local pair branch on one CLIP backbone.
+"""The bi-level model (paper Sec. 3.2): a global image branch and a local pair branch on one CLIP backbone.
 
-    images (B, 3, S, S) --backbone--> layer3 / layer4 feature maps
-      global: v_g = attention_pool(layer4)        s_g = HOIRecognitionNetwork(v_g, W_T)          (B, N)
+    images (B, 3, H, W) --backbone--> layer3 / layer4 feature maps
+      global: v_g = attention_pool(layer4 cells of the image)   s_g = HOIRecognitionNetwork(v_g, W_T) (B, N)
       local:  for every (human, object) proposal pair of an image
               v_h, v_o = attention_pool(RoIAlign(features, box))                             (P, Dv)
               v_sp = SpatialEncoder(encode_box_pairs(box_h, box_o))                          (P, spatial)
               v_p  = F_E([v_h; v_o; v_sp])                                                   (P, hidden)
               v^_p = KnowledgeTransferNetwork(v_p, v_u = pooled union box, W_T detached)     (P, hidden)
               s_p, s_b = PairwiseClassificationNetwork(v^_p)                                 (P, A), (P,)
+
+Inputs are batches of images of any size (a multiple of 32; `hoi_pipeline/datasets/hoi_images.py`
+resizes each image to `model.input_size` on its longer side and pads a batch to its largest image).
+v_g pools only the layer4 cells of each image's content, with CLIP's positional embedding
+interpolated to that image's own grid (20 x 15 for a 640 x 480 image), so it does not depend on
+the padding a batch needs; RoIs are pooled on the 7 x 7 grid CLIP was trained on.
 
 RoI features come from layer4, or from layer4 plus layer3 (`model.feature_layers`): the layer3 map
 goes through a 1x1 convolution P3 to layer4's width, initialised at zero so training starts from the
@@ -114,9 +120,9 @@ class BiLevelHOIModel(nn.Module):
     ) -> ModelOutput:
         """Predict for B images.
 
-        images (B, 3, S, S) normalised; boxes[b] (M_b, 4) proposals in input pixels; labels[b] (M_b,)
+        images (B, 3, H, W) normalised; boxes[b] (M_b, 4) proposals in input pixels; labels[b] (M_b,)
         dataset object classes; scores[b] (M_b,) detector scores (rank pairs beyond `max_pairs`);
-        image_sizes (B, 2) (height, width) of the image content inside the padded input (default: S, S).
+        image_sizes (B, 2) (height, width) of the image content inside the padded input (default: H, W).
         """
         batch = images.shape[0]
         if len(boxes) != batch or len(labels) != batch:
@@ -130,8 +136,7 @@ class BiLevelHOIModel(nn.Module):
         # global branch: image-level HOI recognition
         num_classes = self.bank.num_classes
         if self.hoi_recognition is not None:
-            valid = _valid_cells(image_sizes, features["layer4"].shape[-2:], FEATURE_STRIDES["layer4"])
-            v_g = self.backbone.pool(features["layer4"], valid)  # (B, Dv)
+            v_g = self._pool_images(features["layer4"], image_sizes)  # (B, Dv)
             global_logits = self.hoi_recognition(v_g, self.bank.for_global())  # (B, N)
         else:
             global_logits = torch.zeros(batch, num_classes, device=device)
@@ -169,6 +174,21 @@ class BiLevelHOIModel(nn.Module):
         pair_logits, relatedness_logits = self.pairwise(refined)  # (P, A), (P,)
         return ModelOutput(global_logits, pair_logits, relatedness_logits, pairs, pair_image)
 
+    def _pool_images(self, layer4: torch.Tensor, image_sizes: torch.Tensor) -> torch.Tensor:
+        """(B, C4, h, w) layer4 maps -> (B, Dv) v_g, each image pooled over its own content cells.
+
+        Images with the same content grid are pooled together; the positional embedding is
+        interpolated to that grid (`attention_pool`).
+        """
+        grids = content_grids(image_sizes, layer4.shape[-2:], FEATURE_STRIDES["layer4"]).tolist()  # (B, 2)
+        pooled: list[torch.Tensor | None] = [None] * layer4.shape[0]
+        for rows, cols in sorted(set(map(tuple, grids))):
+            members = [b for b, grid in enumerate(grids) if tuple(grid) == (rows, cols)]
+            vectors = self.backbone.pool(layer4[members, :, :rows, :cols])  # (len(members), Dv)
+            for i, b in enumerate(members):
+                pooled[b] = vectors[i]
+        return torch.stack(pooled)  # type: ignore[arg-type]
+
     def _qkv_maps(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Attention-pool projections of the RoI source maps, once per batch (see `project_qkv`)."""
         pool = self.backbone.attnpool
@@ -193,11 +213,14 @@ class BiLevelHOIModel(nn.Module):
         return pool_roi_tokens(self.backbone.attnpool, grid)
 
 
-def _valid_cells(image_sizes: torch.Tensor, grid: Sequence[int], stride: int) -> torch.Tensor:
-    """(B, 2) content (height, width) -> (B, H, W) True where a feature cell sees image content."""
-    rows = torch.arange(grid[0], device=image_sizes.device) * stride
-    cols = torch.arange(grid[1], device=image_sizes.device) * stride
-    return (rows[None, :, None] < image_sizes[:, 0, None, None]) & (cols[None, None, :] < image_sizes[:, 1, None, None])
+def content_grids(image_sizes: torch.Tensor, grid: Sequence[int], stride: int) -> torch.Tensor:
+    """(B, 2) content (height, width) -> (B, 2) feature cells (rows, cols) that see image content.
+
+    A cell covers input pixels [i * stride, (i + 1) * stride); it counts when it starts inside the image.
+    """
+    cells = torch.div(image_sizes.long() + stride - 1, stride, rounding_mode="floor")  # ceil
+    limit = torch.tensor(list(grid), device=cells.device)
+    return torch.minimum(cells.clamp(min=1), limit)
 
 
 def build_model(
@@ -232,6 +255,11 @@ def build_model(
             source = clip if pretrained else dataclasses.replace(clip, pretrained=None)
             visual = load_clip(source).visual
         backbone: VisualBackbone = CLIPResNetBackbone(visual)
+    elif model.backbone_source == "coco_detector_fpn":
+        raise ValueError(
+            "model.backbone_source 'coco_detector_fpn' (the COCO Faster R-CNN's ResNet-50-FPN, Table 2 Exp 8-10) "
+            "is not built by this version of hoi-pipeline"
+        )
     else:
         if bank_embeddings is None:
             raise ValueError(f"backbone_source '{model.backbone_source}' needs the bank to size its attention pool")
@@ -254,6 +282,7 @@ def build_model(
         hoi_recognition = HOIRecognitionNetwork(
             visual_dim=backbone.embed_dim,
             bank_dim=bank.dim,
+            logits=model.global_logits,
             scale_init=model.logit_scale_init,
             bias_init=model.logit_bias_init,
         )
@@ -269,9 +298,13 @@ def build_model(
             hidden_dim=model.hidden_dim,
             visual_dim=backbone.embed_dim,
             bank_dim=bank.dim,
+            enabled=model.use_knowledge_transfer,
             query=model.ktn_query,
             attention=model.ktn_attention,
-            enabled=model.use_knowledge_transfer,
+            logits=model.ktn_logits,
+            knowledge=model.ktn_knowledge,
+            meta_projection=model.ktn_meta_projection,
+            fk_without_ktn=model.fk_without_ktn,
         ),
         pairwise=PairwiseClassificationNetwork(hidden_dim=model.hidden_dim, num_verbs=vocabulary.num_verbs),
         person=vocabulary.person,

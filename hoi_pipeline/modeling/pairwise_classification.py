@@ -1,4 +1,4 @@
-"""Pairwise classification network (paper Sec. 4.2): verb logits s_p = F_P(v^_p) and relatedness s_b = F_B(v^_p).
+"""Pairwise classification network (paper Sec. 3.2.4, Eq. 2): verb logits s_p = F_P(v^_p) and relatedness s_b = F_B(v^_p).
 
 s_p (P, A) is trained by multiple-instance learning against the image's verb labels (L_p) and
 s_b (P,) by self-taught relatedness pseudo-labels (L_b); see `hoi_pipeline/losses.py`.
