@@ -1,21 +1,27 @@
-"""Training throughput and peak memory of the bi-level model on a given device.
+"""Training throughput and peak memory of the bi-level model at several input sizes, on a given device.
 
 Runs the training stage's own `train_step` (forward, losses, backward, AdamW step) on random
 images with random proposals, for randomly initialised CLIP backbones (no downloads), with
-HICO-DET's class counts (117 verbs, 80 objects, 600 HOI classes) unless an annotation file is given.
+HICO-DET's class counts (117 verbs, 80 objects, 600 HOI classes). Images have HICO-DET's usual
+shape, 4:3 landscape, with the longer side at each `--input-size` (`model.input_size`), and are
+padded as the data loader pads them: to the batch's largest image, a multiple of 32 (`--padding
+batch`, 640 x 480 at 640), or to a square (`--padding square`, 640 x 640, the letterbox of before).
 
-    python benchmarks/bench_train.py --model RN50 RN101 --batch-size 24 --iterations 10 --device cuda
-    python benchmarks/bench_train.py --model hoi-tiny-rn --batch-size 8 --iterations 10 --device cpu \
-        --hidden-dim 128 --spatial-dim 32
+    python benchmarks/bench_train.py --model RN50 --input-size 224 448 640 --batch-size 24 --device cuda
+    python benchmarks/bench_train.py --model RN50 --input-size 224 448 640 --batch-size 2 --iterations 3 \
+        --device cpu
 
-Prints one line per model: parameters, iterations/s, seconds/iteration, pairs per image, peak memory
-(CUDA: torch.cuda.max_memory_allocated; CPU: the process's peak resident set size).
+Prints one line per model and size: parameters, iterations/s, seconds/iteration (wall clock, and
+the CPU time of all threads, which a machine shared with other jobs does not inflate), pairs per image,
+peak memory (CUDA: torch.cuda.max_memory_allocated; CPU: the peak resident set size of a fresh
+process per measurement).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import resource
 import sys
 import time
@@ -24,7 +30,7 @@ import numpy as np
 import torch
 
 from hoi_pipeline.config import ClipConfig, LossConfig, ModelConfig, TrainConfig
-from hoi_pipeline.datasets.hoi_images import HOIBatch
+from hoi_pipeline.datasets.hoi_images import HOIBatch, pad_images
 from hoi_pipeline.losses import ImageTargets
 from hoi_pipeline.stages.train import build_optimizer, parameter_counts, prepare_model, resolve_device, train_step
 from hoi_pipeline.structures import Vocabulary
@@ -49,15 +55,23 @@ def hico_sized_vocabulary(
 
 
 def random_batch(
-    vocabulary: Vocabulary, batch_size: int, image_size: int, humans: int, objects: int, generator: torch.Generator
+    vocabulary: Vocabulary,
+    batch_size: int,
+    input_size: int,
+    humans: int,
+    objects: int,
+    generator: torch.Generator,
+    square: bool = False,
 ) -> HOIBatch:
-    """B random images, each with `humans` person boxes and `objects` object boxes, and random labels."""
+    """B random 4:3 landscape images (longer side `input_size`), each with `humans` person boxes and
+    `objects` object boxes, and random labels; padded to the batch's largest image or to a square."""
+    height, width = round(input_size * 3 / 4), input_size
     boxes, labels, scores = [], [], []
     count = humans + objects
     for _ in range(batch_size):
-        corner = torch.rand(count, 2, generator=generator) * image_size * 0.7
-        size = torch.rand(count, 2, generator=generator) * image_size * 0.3 + 8
-        boxes.append(torch.cat([corner, (corner + size).clamp(max=image_size)], dim=1))
+        corner = torch.rand(count, 2, generator=generator) * torch.tensor([width, height]) * 0.7
+        size = torch.rand(count, 2, generator=generator) * torch.tensor([width, height]) * 0.3 + 8
+        boxes.append(torch.cat([corner, torch.minimum(corner + size, torch.tensor([width, height]))], dim=1))
         object_labels = torch.randint(1, vocabulary.num_objects, (objects,), generator=generator)
         labels.append(torch.cat([torch.full((humans,), vocabulary.person), object_labels]))
         scores.append(torch.rand(count, generator=generator) * 0.5 + 0.5)
@@ -67,12 +81,15 @@ def random_batch(
         out[torch.arange(batch_size)[:, None], torch.randint(0, n, (batch_size, k), generator=generator)] = 1.0
         return out
 
+    images = pad_images([torch.randn(3, height, width, generator=generator) for _ in range(batch_size)])
+    if square:
+        images = torch.nn.functional.pad(images, (0, input_size - images.shape[-1], 0, input_size - images.shape[-2]))
     return HOIBatch(
         indices=torch.arange(batch_size),
         filenames=tuple(f"random{i}" for i in range(batch_size)),
-        images=torch.randn(batch_size, 3, image_size, image_size, generator=generator),
-        image_sizes=torch.full((batch_size, 2), image_size),
-        original_sizes=torch.full((batch_size, 2), image_size),
+        images=images,
+        image_sizes=torch.tensor([[height, width]] * batch_size),
+        original_sizes=torch.tensor([[height, width]] * batch_size),
         scales=torch.ones(batch_size, 2),
         flipped=torch.zeros(batch_size, dtype=torch.bool),
         boxes=tuple(boxes),
@@ -92,21 +109,24 @@ def peak_memory_mib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def benchmark(model_name: str, args: argparse.Namespace, vocabulary: Vocabulary) -> dict:
+def benchmark(model_name: str, input_size: int, args: argparse.Namespace) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    vocabulary = hico_sized_vocabulary()
     device = resolve_device(args.device)
     torch.manual_seed(0)
-    clip = ClipConfig(model=model_name, pretrained=None, image_size=args.image_size)
-    model_config = ModelConfig(hidden_dim=args.hidden_dim, spatial_dim=args.spatial_dim,
+    clip = ClipConfig(model=model_name, pretrained=None)
+    model_config = ModelConfig(input_size=input_size, hidden_dim=args.hidden_dim, spatial_dim=args.spatial_dim,
                                feature_layers=tuple(args.feature_layers))  # fmt: skip
     train = TrainConfig(batch_size=args.batch_size, precision=args.precision)
-    net, preprocessing = prepare_model(clip=clip, model=model_config, vocabulary=vocabulary, bank_embeddings=None,
-                                       max_pairs=train.max_pairs, seed=0)  # fmt: skip
+    net, _ = prepare_model(clip=clip, model=model_config, vocabulary=vocabulary, bank_embeddings=None,
+                           max_pairs=train.max_pairs, seed=0)  # fmt: skip
     net.to(device).train()
     optimizer = build_optimizer(net, train)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and args.precision == "fp16")
     generator = torch.Generator().manual_seed(0)
-    batches = [random_batch(vocabulary, args.batch_size, preprocessing.image_size, args.humans, args.objects, generator)
-               for _ in range(2)]  # fmt: skip
+    batches = [random_batch(vocabulary, args.batch_size, input_size, args.humans, args.objects, generator,
+                            square=args.padding == "square") for _ in range(2)]  # fmt: skip
     loss = LossConfig(relatedness_warmup=0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -120,36 +140,39 @@ def benchmark(model_name: str, args: argparse.Namespace, vocabulary: Vocabulary)
         step(i)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for i in range(args.iterations):
         step(args.warmup + i)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = (time.perf_counter() - start) / args.iterations
+    cpu_seconds = (time.process_time() - cpu_start) / args.iterations
     return {
         "model": model_name,
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
                                  f" ({torch.get_num_threads()} threads)"),
         "batch": args.batch_size,
-        "image_size": preprocessing.image_size,
+        "input": "x".join(str(v) for v in batches[0].images.shape[-2:]),
         "precision": args.precision if device.type == "cuda" else "fp32",
         "params_M": round(parameter_counts(net)["total"] / 1e6, 2),
         "pairs_per_image": args.humans * (args.humans + args.objects - 1),
         "it_per_s": round(1.0 / seconds, 3),
         "s_per_it": round(seconds, 3),
+        "cpu_s_per_it": round(cpu_seconds, 3),  # all threads: the work, whatever else shares the CPU
         "peak_MiB": round(peak_memory_mib(device)),
     }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", nargs="+", default=["RN50", "RN101"], help="open_clip ResNet model names")
+    parser.add_argument("--model", nargs="+", default=["RN50"], help="open_clip ResNet model names")
+    parser.add_argument("--input-size", nargs="+", type=int, default=[224, 448, 640], help="longer sides, pixels")
+    parser.add_argument("--padding", default="batch", choices=["batch", "square"])
     parser.add_argument("--batch-size", type=int, default=24)
     parser.add_argument("--iterations", type=int, default=10, help="timed iterations")
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="bf16", choices=["fp32", "fp16", "bf16"], help="autocast dtype on CUDA")
-    parser.add_argument("--image-size", type=int, default=None, help="input side; default the CLIP model's")
     parser.add_argument("--hidden-dim", type=int, default=ModelConfig.hidden_dim)
     parser.add_argument("--spatial-dim", type=int, default=ModelConfig.spatial_dim)
     parser.add_argument("--feature-layers", nargs="+", default=["layer4"])
@@ -158,12 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    vocabulary = hico_sized_vocabulary()
+    # a fresh process per measurement, so that the CPU peak memory is this measurement's own
+    context = multiprocessing.get_context("spawn")
     for name in args.model:
-        result = benchmark(name, args, vocabulary)
-        print(" ".join(f"{key}={value}" for key, value in result.items()), flush=True)
+        for size in args.input_size:
+            with context.Pool(1) as pool:
+                result = pool.apply(benchmark, (name, size, args))
+            print(" ".join(f"{key}={value}" for key, value in result.items()), flush=True)
     return 0
 
 
