@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
@@ -92,6 +92,8 @@ class DetectorConfig:
     and 3 to 15 humans and 3 to 15 objects kept per image (the top 3 even below the threshold).
     """
 
+    RUNTIME: ClassVar[tuple[str, ...]] = ("batch_size", "num_workers", "device")
+
     backend: Literal["torchvision", "detectron2", "precomputed"] = "torchvision"
     model: str = "fasterrcnn_resnet50_fpn_v2"  # a torchvision Faster R-CNN builder (COCO box AP 46.7)
     weights: str | None = None  # local weights file (torch.load weights_only); None = torchvision's COCO weights
@@ -142,6 +144,8 @@ class ClipConfig:
     OpenAI weights needs the `-quickgelu` model name (OpenAI's original TorchScript .pt files are
     detected and need nothing).
     """
+
+    RUNTIME: ClassVar[tuple[str, ...]] = ("device",)
 
     model: str = "RN50"  # open_clip model name (RN50, RN101, RN50-quickgelu, hoi-tiny-rn, ...)
     pretrained: str | None = "openai"  # open_clip tag, a local weights file, or None for random init
@@ -223,6 +227,8 @@ class TrainConfig:
     the CLIP input size (see `hoi_pipeline/datasets/hoi_images.py`).
     """
 
+    RUNTIME: ClassVar[tuple[str, ...]] = ("num_workers", "log_every", "checkpoint_every", "device", "gpus")
+
     iterations: int = 60000
     batch_size: int = 24
     lr_backbone: float = 1e-5  # CLIP visual encoder (and its attention pool)
@@ -254,6 +260,8 @@ class TrainConfig:
 @dataclass(frozen=True)
 class InferConfig:
     """Score fusion (paper Eq. 3) and output size; a switched-off factor counts as 1 (ablations)."""
+
+    RUNTIME: ClassVar[tuple[str, ...]] = ("batch_size", "num_workers", "device")
 
     gamma: float = 2.8  # exponent of the detection score (s_h * s_o) ** gamma, paper value
     use_global_score: bool = True  # sigmoid(s_g[a, c_o])
@@ -303,6 +311,19 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     # ablation presets (hoi_pipeline/ablations.py) in results/{run}/ablations.md; None = all of them
     ablations: tuple[str, ...] | None = None
+
+
+# the config sections a stage can read, by name (`--config-json` keys, `StageSpec.sections`)
+SECTION_TYPES: dict[str, type] = {
+    "synthetic": SyntheticConfig,
+    "detector": DetectorConfig,
+    "clip": ClipConfig,
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "train": TrainConfig,
+    "infer": InferConfig,
+    "eval": EvalConfig,
+}
 
 
 @dataclass(frozen=True)
@@ -414,6 +435,21 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
 def to_dict(config: Any) -> Any:
     """Plain JSON-ready data of a dataclass (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def runtime_keys(section: Any) -> tuple[str, ...]:
+    """Keys of a config section that change how a stage runs (workers, devices, logging), not what it computes.
+
+    Each section class lists them in its `RUNTIME` attribute. They are left out of rerun triggers,
+    of the addresses of shared artifacts and of a training's resume check.
+    """
+    return tuple(getattr(type(section), "RUNTIME", ()))
+
+
+def computation_dict(section: Any) -> dict:
+    """`to_dict(section)` without its runtime keys: the settings that decide what a stage computes."""
+    skip = set(runtime_keys(section))
+    return {key: value for key, value in to_dict(section).items() if key not in skip}
 
 
 def with_overrides(config: Any, overrides: dict, what: str = "overrides") -> Any:

@@ -9,11 +9,9 @@ rule generate_demo:
         detections_test="results/data/{dataset}/detections_test.json",
         images=directory("results/data/{dataset}/images"),
     params:
-        config=lambda w: wf.section_json({"synthetic": PROJECT.datasets[w.dataset].synthetic}),
-        out=lambda w: f"results/data/{w.dataset}",
-        code=code("generate_demo"),
+        **stage_params("generate_demo"),
     wildcard_constraints:
-        dataset="|".join(SYNTHETIC) if SYNTHETIC else "(?!)",
+        dataset=_alternatives(SYNTHETIC),
     log:
         "results/logs/generate_demo/{dataset}.log",
     benchmark:
@@ -21,14 +19,14 @@ rule generate_demo:
     conda:
         "../envs/cpu.yaml"
     shell:
-        "python -m hoi_pipeline generate-demo --config-json {params.config:q} --out {params.out} > {log} 2>&1"
+        STAGE_SHELL
 
 
 rule init_clip:
     output:
-        "results/models/{model}_random-init.pt",
+        out="results/models/{model}_random-init.pt",
     params:
-        code=code("init_clip"),
+        **stage_params("init_clip"),
     log:
         "results/logs/init_clip/{model}.log",
     benchmark:
@@ -36,4 +34,4 @@ rule init_clip:
     conda:
         "../envs/gpu.yaml"
     shell:
-        "python -m hoi_pipeline init-clip --model {wildcards.model} --seed 0 --out {output} > {log} 2>&1"
+        STAGE_SHELL

@@ -98,15 +98,29 @@ def test_cli_sections_from_config_file_and_run():
     assert sections["detector"].backend == "precomputed"
 
 
-def test_runs_sharing_training_settings_share_the_checkpoint_and_bank():
+def test_runs_that_train_the_same_thing_share_one_training_address_and_bank():
     project = C.load_project_config(ROOT / "config.yaml")
-    runs = dict(project.runs)
-    runs["demo_gamma1"] = C.with_overrides(runs["demo"], {"infer": {"gamma": 1.0}})
-    runs["demo_long"] = C.with_overrides(runs["demo"], {"train": {"iterations": 999}})
-    assert wf.training_owner(runs, "demo_gamma1") == "demo"
-    assert wf.training_owner(runs, "demo_long") == "demo_long"
-    assert wf.bank_owner(runs, "demo_long") == "demo"
-    assert wf.bank_owner(runs, "hico_rn101") == "hico_rn101"
+    demo = project.runs["demo"]
+    key = wf.training_key(project, demo)
+    # inference, evaluation and runtime-only keys do not change what is trained
+    for overrides in ({"infer": {"gamma": 1.0}}, {"eval": {"iou_threshold": 0.6}},
+                      {"train": {"num_workers": 7, "log_every": 3, "checkpoint_every": 5, "device": "cpu"}}):
+        assert wf.training_key(project, C.with_overrides(demo, overrides)) == key, overrides
+    longer = C.with_overrides(demo, {"train": {"iterations": 999}})
+    assert wf.training_key(project, longer) != key
+    assert wf.bank_key(project, longer) == wf.bank_key(project, demo)
+    assert wf.bank_key(project, project.runs["hico_rn101"]) != wf.bank_key(project, demo)
+    assert key.startswith("demo-demo_import-hoi-tiny-rn-")
+
+
+def test_shared_addresses_do_not_depend_on_run_names_or_order():
+    project = C.load_project_config(ROOT / "config.yaml")
+    renamed = C.ProjectConfig(
+        datasets=project.datasets, detectors=project.detectors,
+        runs={"zzz_first": project.runs["demo"], **{k: v for k, v in reversed(project.runs.items())}},
+    )  # fmt: skip
+    assert wf.Workflow(renamed).training_of("demo") == wf.Workflow(project).training_of("demo")
+    assert wf.Workflow(renamed).training_of("zzz_first") == wf.Workflow(project).training_of("demo")
 
 
 def test_missing_dataset_message_says_where_and_which_key(tmp_path):

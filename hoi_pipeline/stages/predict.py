@@ -38,7 +38,7 @@ from hoi_pipeline.devices import resolve_device
 from hoi_pipeline.stages.infer import predict_batch, progress
 from hoi_pipeline.structures import HOIDetections, Proposals, Vocabulary
 from hoi_pipeline.visualize import Interaction, draw_interactions
-from hoi_pipeline.workflow import all_runs, resolve_run, training_owner
+from hoi_pipeline.workflow import resolve_run
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +184,8 @@ def run(
     infer: InferConfig = run_config.infer
     detector_name = detector or run_config.detector
     detector_config = None if extractor is not None else resolve_detector(project.detectors, detector_name, run_name)
-    if checkpoint is None:  # where the workflow trains it (runs with equal training settings share one)
-        checkpoint = Path(DEFAULT_CHECKPOINT.format(run=training_owner(all_runs(project), run_name)))
+    if checkpoint is None:  # where the workflow shows the run's training
+        checkpoint = Path(DEFAULT_CHECKPOINT.format(run=run_name))
     if not checkpoint.is_file():
         raise FileNotFoundError(
             f"{checkpoint}: trained model not found (train the run first, or give --checkpoint PATH)"
