@@ -64,7 +64,8 @@ PARTS = {
             (person(10, 10, 50, 90), COCOInstance("tennis racket", (50, 20, 70, 40)), person(60, 10, 90, 95),
              person(0, 0, 100, 100, crowd=True), COCOInstance("chair", (-5, 50, 30, 105)), person(20, 60, 45, 100)),
             # A hits with the racket, the ball has no box, and stands; C sits on a chair that leaves the image
-            (PersonActions(0, {"hit": {"instr": 1, "obj": None}, "stand": {}}), PersonActions(5, {"sit": {"instr": 4}})),
+            (PersonActions(0, {"hit": {"instr": 1, "obj": None}, "stand": {}}),
+             PersonActions(5, {"sit": {"instr": 4}})),
         ),
         OfficialImage(
             "COCO_val2014_000000000004.jpg", 50, 50,
@@ -336,3 +337,17 @@ def _flat(data, detections):
     from hoi_pipeline.evaluation import from_hoi_detections
 
     return from_hoi_detections(data, detections)
+
+
+def test_annotation_files_lists_what_a_split_reads(release: Path, tmp_path: Path) -> None:
+    from hoi_pipeline.datasets import annotation_files
+
+    assert annotation_files(release, "trainval") == [
+        release / "vcoco" / "vcoco_train.json", release / "vcoco" / "vcoco_val.json",
+        release / "splits" / "vcoco_train.ids", release / "splits" / "vcoco_val.ids", release / COCO_FILE,
+    ]  # fmt: skip
+    test = release / "vcoco" / "vcoco_test.json"
+    assert annotation_files(test) == [test, release / "splits" / "vcoco_test.ids", release / COCO_FILE]
+    (tmp_path / "hico.json").write_text("{}")
+    assert annotation_files(tmp_path / "hico.json", "train") == [tmp_path / "hico.json"]
+    assert annotation_files(tmp_path / "absent.json") == [tmp_path / "absent.json"]

@@ -116,9 +116,10 @@ def official_files(path: str | os.PathLike, split: str) -> OfficialFiles:
 
 def check_official_files(files: OfficialFiles) -> None:
     """Stop at the first missing file with a one-line message naming it and where to get it."""
-    for path, what in [*((p, "V-COCO annotation file") for p in files.vsrl), *((p, "V-COCO split ids file") for p in files.ids)]:
-        if not path.is_file():
-            raise FileNotFoundError(missing_file_message(path, what))
+    for paths, what in ((files.vsrl, "V-COCO annotation file"), (files.ids, "V-COCO split ids file")):
+        for path in paths:
+            if not path.is_file():
+                raise FileNotFoundError(missing_file_message(path, what))
     if not files.coco.is_file():
         raise FileNotFoundError(missing_file_message(files.coco, "COCO 2014 instances of the V-COCO images"))
 
@@ -155,7 +156,9 @@ def read_vsrl(path: Path) -> list[ActionRows]:
             raise ValueError(f"{path}: action {i} lacks keys {missing}")
         roles = tuple(entry["role_name"])
         if not roles or roles[0] != AGENT:
-            raise ValueError(f"{path}: action '{entry['action_name']}' has roles {list(roles)}; the first must be 'agent'")
+            raise ValueError(
+                f"{path}: action '{entry['action_name']}' has roles {list(roles)}; the first must be 'agent'"
+            )
         n = len(entry["ann_id"])
         if len(entry["image_id"]) != n or len(entry["label"]) != n or len(entry["role_object_id"]) != n * len(roles):
             raise ValueError(
@@ -164,7 +167,9 @@ def read_vsrl(path: Path) -> list[ActionRows]:
             )
         include = tuple(tuple(names) for names in entry["include"])
         if len(include) != len(roles):
-            raise ValueError(f"{path}: action '{entry['action_name']}' has {len(include)} include lists for {len(roles)} roles")
+            raise ValueError(
+                f"{path}: action '{entry['action_name']}' has {len(include)} include lists for {len(roles)} roles"
+            )
         role_ids = np.asarray(entry["role_object_id"], dtype=np.int64).reshape(len(roles), n).T  # (N, K)
         ann_id = np.asarray(entry["ann_id"], dtype=np.int64).reshape(-1)
         if n and not np.array_equal(role_ids[:, 0], ann_id):
@@ -277,7 +282,9 @@ def _build_split(
 ) -> VCOCOAnnotations:
     categories = sorted(coco["categories"], key=lambda c: c["id"])
     if not categories or categories[0]["name"] != "person":
-        raise ValueError(f"{files.coco}: the first category must be 'person' (vsrl_eval.py takes it as the person class)")
+        raise ValueError(
+            f"{files.coco}: the first category must be 'person' (vsrl_eval.py takes it as the person class)"
+        )
     objects = tuple(c["name"] for c in categories)
     object_of = {c["id"]: i for i, c in enumerate(categories)}
     person_id = categories[0]["id"]
@@ -372,7 +379,9 @@ def _build_split(
             )
         )
     if dropped:
-        log.warning("%s: %d role objects lie outside their role's 'include' categories: no training pair", source, dropped)
+        log.warning(
+            "%s: %d role objects lie outside their role's 'include' categories: no training pair", source, dropped
+        )
     ground_truth = VCOCOGroundTruth(
         action_names=action_names,
         role_names=vocabulary.verbs,

@@ -96,7 +96,10 @@ def vcoco_markdown(result: RoleEvaluationResult, title: str = "") -> str:
     summary = result.summary()
     table = markdown_table(
         ["Setting", "AP_role", "AP_agent", "Classes"],
-        [[SCENARIO_TITLES[row.setting], _cell(row.ap_role), _cell(row.ap_agent), str(row.num_classes)] for row in summary],
+        [
+            [SCENARIO_TITLES[row.setting], _cell(row.ap_role), _cell(row.ap_agent), str(row.num_classes)]
+            for row in summary
+        ],
     )
     notes = "".join(f"- {SCENARIO_TITLES[row.setting]}: {row.note}\n" for row in summary if row.note)
     text = head + table + (f"\nNotes:\n\n{notes}" if notes else "")
