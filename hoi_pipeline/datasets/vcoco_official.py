@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hoi_pipeline.artifacts import atomic_path, read_json, write_json
+from hoi_pipeline.artifacts import atomic_path, read_json
 from hoi_pipeline.datasets.vcoco import VCOCOAnnotations, VCOCOGroundTruth, VCOCOImageTruth
 from hoi_pipeline.structures import ImageAnnotation, Vocabulary
 
@@ -318,6 +318,13 @@ def _build_split(
             rows[person] = int(row)
         positive_rows.append(rows)
 
+    positives_of_image: list[dict[int, list[int]]] = []  # per action: image id -> its label-1 rows
+    for action in actions:
+        by_image: dict[int, list[int]] = {}
+        for row in np.flatnonzero(action.label == 1).tolist():
+            by_image.setdefault(int(action.image_id[row]), []).append(row)
+        positives_of_image.append(by_image)
+
     image_annotations, truths = [], []
     dropped = 0
     for image_id in ids.tolist():
@@ -361,7 +368,7 @@ def _build_split(
             )
         )
         image_annotations.append(
-            (image, _pairs(image_id, actions, role_slots, ann_by_id, object_of, lookup, files))
+            (image, _pairs(image_id, actions, positives_of_image, role_slots, ann_by_id, object_of, lookup, files))
         )
     images_out = []
     for image, (boxes_h, boxes_o, hoi, verb, obj, lost) in image_annotations:
@@ -401,6 +408,7 @@ def _build_split(
 def _pairs(
     image_id: int,
     actions: list[ActionRows],
+    positives_of_image: list[dict[int, list[int]]],
     role_slots: list[tuple[int, int]],
     ann_by_id: Mapping[int, dict],
     object_of: Mapping[int, int],
@@ -412,7 +420,7 @@ def _pairs(
     lost = 0
     for c, (a, j) in enumerate(role_slots):
         action = actions[a]
-        for row in np.flatnonzero((action.image_id == image_id) & (action.label == 1)):
+        for row in positives_of_image[a].get(image_id, ()):
             agent, target = int(action.role_ids[row, 0]), int(action.role_ids[row, j])
             if target == 0:
                 continue
@@ -556,10 +564,10 @@ def write_vcoco_official(
                 "role_name": list(roles),
                 "include": [[], *(list(names_) for names_ in (action.include or [()] * len(action.roles)))],
             })  # fmt: skip
-        write_json(root / "vcoco" / f"vcoco_{part}.json", entries)
+        _write_json(root / "vcoco" / f"vcoco_{part}.json", entries)
         _write_ids(root / "splits" / f"vcoco_{part}.ids", sorted({image for image, _, _ in rows}))
     _write_ids(root / "splits" / "vcoco_all.ids", [image["id"] for image in coco_images])
-    write_json(
+    _write_json(
         root / COCO_FILE,
         {
             "info": {"description": "written by hoi_pipeline.datasets.vcoco_official.write_vcoco_official"},
@@ -599,6 +607,12 @@ def _role_ids(
                 )
             out[name][role] = ids[target]
     return out
+
+
+def _write_json(path: Path, payload: object) -> None:
+    """Compact json (as the release's files are; json's C encoder makes it fast), written atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload))
 
 
 def _write_ids(path: Path, ids: Sequence[int]) -> None:
