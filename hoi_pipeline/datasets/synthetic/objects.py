@@ -353,11 +353,11 @@ OBJECTS: dict[str, ObjectKind] = {
         (0.17, 0.4), draw_tennis_racket,
         Texture(lambda g: g.columns(max(2, g.p // 2), 3) | g.rows(max(2, g.p // 2), 3), (240, 240, 225), (70, 150, 80)),
     ),
-    "fork": ObjectKind((0.04, 0.15), draw_fork),
+    "fork": ObjectKind((0.045, 0.17), draw_fork),
     "donut": ObjectKind(  # sprinkles on pink icing
         (0.12, 0.11), draw_donut, Texture(lambda g: g.dots(g.p, 0.25 * g.p), (40, 120, 230), (240, 120, 170))
     ),
-    "cake": ObjectKind((0.2, 0.15), draw_cake, Texture(lambda g: g.rows(max(2, g.p // 2), 3), (120, 50, 40), (225, 190, 120))),
+    "cake": ObjectKind((0.24, 0.17), draw_cake, Texture(lambda g: g.rows(max(2, g.p // 2), 3), (120, 50, 40), (225, 190, 120))),
     "book": ObjectKind((0.22, 0.15), draw_book, Texture(lambda g: g.rows(max(2, g.p // 3), 2), (95, 95, 95), (245, 245, 232))),
     "cell_phone": ObjectKind((0.05, 0.1), draw_cell_phone),
 }

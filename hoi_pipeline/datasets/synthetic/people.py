@@ -57,8 +57,8 @@ POSES: dict[str, Pose] = {
     "kick": Pose(0.0, lambda s, hip, lead: ((s * 0.13, hip + 0.22), (s * 0.3, -0.1)) if s == lead
                  else (None, (-lead * 0.04, 0.0))),  # kicking leg out, standing leg under the body
     "lie": Pose(0.0, lambda s, hip, lead: (None, (s * 0.085, 0.0))),  # built standing, then turned
-    "walk": Pose(0.0, lambda s, hip, lead: ((s * 0.09, hip + 0.25), (s * 0.17, 0.0)) if s == lead
-                 else (None, (s * 0.11, 0.0))),  # a stride: front knee bent
+    "walk": Pose(0.02, lambda s, hip, lead: ((s * 0.12, hip + 0.23), (s * 0.22, 0.0)) if s == lead
+                 else (None, (s * 0.17, -0.03))),  # a stride: front knee bent, back heel raised
     "run": Pose(0.03, lambda s, hip, lead: ((s * 0.2, hip + 0.17), (s * 0.27, -0.01)) if s == lead
                 else ((s * 0.07, hip + 0.27), (s * 0.26, -0.13))),  # long stride, back foot lifted
 }

@@ -1,0 +1,220 @@
+"""The V-COCO-style family: actions with semantic roles, every person labelled, some role objects absent.
+
+V-COCO (Gupta & Malik 2015; paper section 4.1 and appendix H) labels every person of an image with
+each of its actions; an action has an agent and up to two object roles, 'obj' (the thing acted on)
+and 'instr' (the instrument), each naming one COCO instance or none. This family draws scenes with
+the HICO-DET family's machinery and labels them that way:
+
+| action (roles)          | drawn as                                                              |
+|-------------------------|-----------------------------------------------------------------------|
+| stand                   | any person standing on the ground with feet together (not an entry:   |
+|                         | it follows from the pose; distractor people stand)                    |
+| walk, run               | a stride; running: a long stride, back foot lifted, arms bent         |
+| smile                   | a wide upturned mouth (every other person has a flat one)             |
+| hold obj cup/umbrella/sports ball | in the hand, beside the body / canopy overhead / held out   |
+| carry obj backpack/skateboard     | hanging from the low hand / upright in the hand             |
+| kick obj, throw obj sports ball   | at the extended foot / beyond the raised hand               |
+| read obj book           | held open in front of the chest with both hands                        |
+| ride instr bicycle/horse | under the person, who sits lifted on it                              |
+| sit instr, lay instr bench | seated on it / lying along its seat                                |
+| skateboard instr skateboard | standing on the board                                             |
+| drink instr cup, talk_on_phone instr cell phone | at the mouth / at the ear             |
+| hit instr tennis racket + hit obj sports ball | racket raised in the hand, ball off its strings |
+| hit instr tennis racket, no obj | a swing at nothing: the obj role has no object          |
+| eat obj cake + eat instr fork | cake on its plate in the low hand, fork at the mouth      |
+| eat obj donut, no instr | a donut to the mouth by hand: the instr role has no object           |
+
+The last two kinds of rows are what separates V-COCO's scenario 1 from scenario 2 (vsrl_eval.py):
+a person doing an action whose role has no object. Lone objects of every class (a ball on the
+ground near a racket swing, ...) stand around as distractors, as in real images. A person does each
+action at most once (one row per person and action in the official files).
+
+Names are COCO's ('sports ball', 'cell phone'); the official layout is written by
+`datasets.vcoco_official.write_vcoco_official` (stage `generate-demo`, family `vcoco`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from hoi_pipeline.datasets.synthetic import placements as at
+from hoi_pipeline.datasets.synthetic.composition import CompositionSettings, Group, lying_on
+from hoi_pipeline.datasets.synthetic.detector import DetectorNoise, simulate_detections
+from hoi_pipeline.datasets.synthetic.interactions import Interaction
+from hoi_pipeline.datasets.synthetic.splitting import draw_split, split_rng
+from hoi_pipeline.structures import Proposals
+
+STAND = "stand"  # the agent-only action that follows from the pose
+
+# (action, its object roles), in the order of the official vcoco_*.json files
+ACTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("hold", ("obj",)),
+    (STAND, ()),
+    ("sit", ("instr",)),
+    ("ride", ("instr",)),
+    ("walk", ()),
+    ("hit", ("instr", "obj")),
+    ("eat", ("obj", "instr")),
+    ("lay", ("instr",)),
+    ("talk_on_phone", ("instr",)),
+    ("carry", ("obj",)),
+    ("throw", ("obj",)),
+    ("run", ()),
+    ("skateboard", ("instr",)),
+    ("smile", ()),
+    ("drink", ("instr",)),
+    ("kick", ("obj",)),
+    ("read", ("obj",)),
+)
+
+
+def _entry(action: str, objects: tuple[str, ...], roles: tuple[str, ...], weight: float, place, **kw) -> Interaction:
+    """A class entry; the action itself is one of the parts it takes (a person does each action once)."""
+    slots = kw.pop("slots", ())
+    if slots != ("all",):
+        slots = (*slots, action)
+    return Interaction(action, objects, weight, place, roles=roles, slots=slots, **kw)
+
+
+E = _entry  # the table below reads as one line per class
+RULES: tuple[Interaction, ...] = (
+    # agent only
+    E("walk", (), (), 9.0, None, pose="walk", slots=("legs",)),
+    E("run", (), (), 6.0, None, pose="run", arm="pump", hands=2, slots=("legs",)),
+    E("smile", (), (), 8.0, None, slots=("face",), face="smile"),
+    # object role
+    E("hold", ("cup",), ("obj",), 5.0, at.in_hand, arm="low", hands=1, beside=True),
+    E("hold", ("umbrella",), ("obj",), 4.0, at.overhead, arm="hold_up", hands=1, slots=("sky",)),
+    E("hold", ("sports_ball",), ("obj",), 3.0, at.in_fingers, arm="side", hands=1, beside=True),
+    E("carry", ("backpack",), ("obj",), 5.0, at.hanging, arm="low", hands=1, beside=True),
+    E("carry", ("skateboard",), ("obj",), 3.0, at.upright_in_hand, arm="side", hands=1, beside=True),
+    E("kick", ("sports_ball",), ("obj",), 5.0, at.at_foot, pose="kick", beside=True, slots=("legs",)),
+    E("throw", ("sports_ball",), ("obj",), 4.0, at.thrown, arm="up", hands=1, beside=True),
+    E("read", ("book",), ("obj",), 5.0, at.in_front, arm="front", hands=2),
+    # instrument role
+    E("ride", ("bicycle",), ("instr",), 6.0, at.mounted, pose="ride", arm="side", hands=2, slots=("legs",),
+      support=at.hips_on(1.0, 0.04)),
+    E("ride", ("horse",), ("instr",), 5.0, at.mounted, pose="ride", arm="side", hands=1, slots=("legs",),
+      support=at.hips_on(0.7, 0.04)),
+    E("sit", ("bench",), ("instr",), 6.0, at.seat_under, pose="sit", slots=("legs",), support=at.hips_on(0.52, 0.03)),
+    E("lay", ("bench",), ("instr",), 3.0, None, pose="lie", arm="down", hands=2, slots=("all",), compose=lying_on),
+    E("skateboard", ("skateboard",), ("instr",), 5.0, at.underfoot, slots=("legs",), support=at.feet_on),
+    E("drink", ("cup",), ("instr",), 5.0, at.at_mouth, arm="mouth", hands=1, slots=("face",)),
+    E("talk_on_phone", ("cell_phone",), ("instr",), 5.0, at.at_ear, arm="ear", hands=1, slots=("ear",)),
+    # both roles, and one role without its object
+    E("hit", ("tennis_racket", "sports_ball"), ("instr", "obj"), 5.0, at.swung, arm="swing", hands=1, beside=True,
+      slots=("sky",)),
+    E("hit", ("tennis_racket",), ("instr",), 3.0, at.swung, arm="swing", hands=1, beside=True, slots=("sky",)),
+    E("eat", ("cake", "fork"), ("obj", "instr"), 4.0, at.fed_with, arm="mouth", hands=2, off_arm="low",
+      slots=("face",)),
+    E("eat", ("donut",), ("obj",), 4.0, at.at_mouth, arm="mouth", hands=1, slots=("face",)),
+)
+del E
+
+TASKS_PER_IMAGE = (0.04, 0.26, 0.34, 0.24, 0.12)  # probability of 0..4 entries (agent-only ones included)
+COMPOSITION = CompositionSettings(combine_probability=0.5, distractor_person_probability=0.3,
+                                  max_tasks_per_person=3, face="neutral")
+
+
+def coco_name(label: str) -> str:
+    """COCO's spelling of an object class ('sports_ball' -> 'sports ball')."""
+    return label.replace("_", " ")
+
+
+def categories() -> tuple[str, ...]:
+    """The COCO categories of the family: 'person', then the drawn objects in alphabetical order."""
+    return ("person", *sorted({coco_name(label) for rule in RULES for label in rule.objects}))
+
+
+def role_includes() -> dict[tuple[str, str], tuple[str, ...]]:
+    """(action, role) -> the COCO categories drawn in that role (the official files' `include`)."""
+    include: dict[tuple[str, str], set[str]] = {}
+    for rule in RULES:
+        for label, role in zip(rule.objects, rule.roles):
+            include.setdefault((rule.verb, role), set()).add(coco_name(label))
+    return {key: tuple(sorted(names)) for key, names in include.items()}
+
+
+@dataclass(frozen=True)
+class PersonLabels:
+    """The V-COCO labels of one person: each action it does -> {role: instance index, None when absent}."""
+
+    instance: int  # index of the person among the image's instances
+    actions: Mapping[str, Mapping[str, int | None]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VcocoScene:
+    """One rendered image, every drawn instance (COCO names) and every person's labels."""
+
+    filename: str
+    image: Image.Image
+    instance_boxes: np.ndarray  # (K, 4) continuous pixel boxes of every drawn person and object
+    instance_labels: tuple[str, ...]  # (K,) COCO category names
+    persons: tuple[PersonLabels, ...]
+
+
+@dataclass(frozen=True)
+class VcocoSplit:
+    scenes: list[VcocoScene]
+    detections: list[Proposals]
+
+
+def label_scene(filename: str, image: Image.Image, groups: list[Group], boxes: list[list[np.ndarray]]) -> VcocoScene:
+    """Instances and person labels of a drawn image: the entries' actions, plus 'stand' from the pose."""
+    roles_of = dict(ACTIONS)
+    instance_boxes, labels, persons = [], [], []
+    for group, group_boxes in zip(groups, boxes):
+        offset = len(labels)
+        labels += [coco_name(e.label) for e in group.entities]
+        instance_boxes += group_boxes
+        if group.pose is None:
+            continue  # a lone object
+        actions: dict[str, dict[str, int | None]] = {}
+        for _, objects, rule in group.pairs:
+            placed = dict(zip(rule.roles, (offset + o for o in objects)))
+            actions[rule.verb] = {role: placed.get(role) for role in roles_of[rule.verb]}
+        if group.pose == "stand" and not any(rule.support for _, _, rule in group.pairs):
+            actions[STAND] = {}  # on their own feet, not on a board
+        persons.append(PersonLabels(offset, actions))
+    boxes_array = np.asarray(instance_boxes, dtype=np.float32).reshape(-1, 4)
+    return VcocoScene(filename, image, boxes_array, tuple(labels), tuple(persons))
+
+
+def generate_scenes(split: str, num_images: int, size: int, seed: int,
+                    progress: Callable[[int], None] | None = None) -> list[VcocoScene]:
+    """Render `num_images` scenes of a split (deterministic in `seed` and `split`)."""
+    drawn = draw_split(split, num_images, size, seed, RULES, TASKS_PER_IMAGE, COMPOSITION, progress)
+    return [label_scene(f"synth_vcoco_{split}_{d.index:06d}.png", d.image, d.groups, d.boxes) for d in drawn]
+
+
+def detect(scene: VcocoScene, noise: DetectorNoise, rng: np.random.Generator) -> Proposals:
+    """The simulated detector on a scene; labels index `categories()`."""
+    names = categories()
+    index = {name: i for i, name in enumerate(names)}
+    labels = np.array([index[name] for name in scene.instance_labels], dtype=np.int64)
+    return simulate_detections(scene.filename, scene.image.width, scene.instance_boxes, labels, index["person"],
+                               len(names), noise, rng)
+
+
+def generate_vcoco_dataset(*, seed: int, num_train: int, num_test: int, image_size: int, num_val: int = 0,
+                           noise: DetectorNoise = DetectorNoise(),
+                           progress: Callable[[int], None] | None = None) -> dict[str, VcocoSplit]:
+    """The parts train, val (when num_val > 0) and test, with simulated detections."""
+    if num_train < 1 or num_test < 1 or num_val < 0:
+        raise ValueError(f"num_train and num_test must be >= 1 and num_val >= 0, got {num_train}, {num_test}, {num_val}")
+    if image_size < 64:
+        raise ValueError(f"image_size must be >= 64 pixels, got {image_size}")
+    sizes = {"train": num_train, "val": num_val, "test": num_test}
+    splits = {}
+    for name, count in sizes.items():
+        if count == 0:
+            continue
+        scenes = generate_scenes(name, count, image_size, seed, progress)
+        rng = split_rng(seed, name, stream=1)
+        splits[name] = VcocoSplit(scenes, [detect(scene, noise, rng) for scene in scenes])
+    return splits
