@@ -141,6 +141,12 @@ class DetectorConfig:
 # run sections
 
 
+def _default_role_templates() -> dict[str, str]:
+    from hoi_pipeline.prompts import DEFAULT_ROLE_TEMPLATES
+
+    return dict(DEFAULT_ROLE_TEMPLATES)
+
+
 @dataclass(frozen=True)
 class ClipConfig:
     """CLIP model for the knowledge bank (text) and the backbone (visual).
@@ -155,6 +161,10 @@ class ClipConfig:
     pretrained: str | None = "openai"  # open_clip tag, a local weights file, or None for random init
     # prompt of each HOI class; fields {verb_ing} {article} {object} (and {verb}, the base form)
     template: str = "a person {verb_ing} {article} {object}"
+    # template per semantic role of a verb where the dataset defines roles (V-COCO 'obj' / 'instr', paper
+    # appendix G); a role not listed uses `template`; {} gives every class `template`
+    role_templates: dict[str, str] = field(default_factory=lambda: _default_role_templates())
+    verb_templates: dict[str, str] = field(default_factory=dict)  # per-verb override, e.g. {"sit instr": "..."}
     image_size: int | None = None  # None = the model's own input size (RN: a multiple of 32)
     device: str = "auto"  # device of the embed-prompts stage: auto | cpu | cuda | cuda:N
 
@@ -162,6 +172,10 @@ class ClipConfig:
         from hoi_pipeline.prompts import template_fields
 
         template_fields(self.template)
+        for role, text in self.role_templates.items():
+            template_fields(text, f"clip.role_templates.{role}")
+        for verb, text in self.verb_templates.items():
+            template_fields(text, f"clip.verb_templates.{verb}")
         if self.image_size is not None and self.image_size < 32:
             raise ValueError(f"image_size: {self.image_size} is too small (at least 32, or null)")
 

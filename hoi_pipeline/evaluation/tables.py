@@ -5,8 +5,11 @@ classes without ground truth have AP and recall `nan`. Every file is written ato
 
 HICO-DET  metrics.csv:      setting, full, rare, non_rare, num_classes  (one row per setting)
           per_class_ap.csv: setting, class, name, verb, object, rare, ap, num_gt, recall, num_detections
-V-COCO    metrics.csv:      setting, ap_role, num_classes  (rows scenario_1, scenario_2)
+V-COCO    metrics.csv:      setting, ap_role, ap_agent, num_classes, num_gt, num_detections, note
+                            (rows scenario_1, scenario_2, agent; a number not computed, or not applying
+                            to the row, is an empty cell, and `note` says why or what it covers)
           per_class_ap.csv: setting, class, name, action, role, ap, num_gt, recall, num_detections
+                            (scenario rows per action-role class, agent rows per action)
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 
 from hoi_pipeline.artifacts import atomic_path
 from hoi_pipeline.evaluation.hicodet import SETTING_TITLES, EvaluationResult
-from hoi_pipeline.evaluation.vcoco import SCENARIO_TITLES, RoleEvaluationResult, split_action_role
+from hoi_pipeline.evaluation.vcoco import AGENT, SCENARIO_TITLES, RoleEvaluationResult, split_action_role
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -82,28 +85,46 @@ def write_hicodet_tables(result: EvaluationResult, out_dir: str | Path, title: s
         tmp.write_text(hicodet_markdown(result, title))
 
 
+def _number(value: float) -> float | str:
+    """A metrics.csv cell: the number, or empty where it was not computed or does not apply."""
+    return "" if math.isnan(value) else value
+
+
 def vcoco_markdown(result: RoleEvaluationResult, title: str = "") -> str:
-    """Role mAP (%) per scenario, then AP (%) of each action-role pair."""
-    names = [s.setting for s in result.scenarios]
+    """AP_role (%) per scenario and agent AP (%), their notes, then AP (%) of each class and action."""
     head = f"### {title}\n\n" if title else ""
-    summary = markdown_table(
-        ["Scenario", "AP_role"], [[SCENARIO_TITLES[s.setting], _cell(100.0 * s.mean())] for s in result.scenarios]
+    summary = result.summary()
+    table = markdown_table(
+        ["Setting", "AP_role", "AP_agent", "Classes"],
+        [[SCENARIO_TITLES[row.setting], _cell(row.ap_role), _cell(row.ap_agent), str(row.num_classes)] for row in summary],
     )
-    per_role = markdown_table(
-        ["Action-role"] + [SCENARIO_TITLES[n] for n in names],
-        [[name] + [_cell(_percent(s.ap[i])) for s in result.scenarios] for i, name in enumerate(result.role_names)],
-    )
-    return head + summary + f"\nRole AP (%) per action-role pair ({len(result.role_names)} pairs):\n\n" + per_role
+    notes = "".join(f"- {SCENARIO_TITLES[row.setting]}: {row.note}\n" for row in summary if row.note)
+    text = head + table + (f"\nNotes:\n\n{notes}" if notes else "")
+    if result.scenarios:
+        text += f"\nRole AP (%) per action-role class ({len(result.role_names)} classes):\n\n" + markdown_table(
+            ["Action-role"] + [SCENARIO_TITLES[s.setting] for s in result.scenarios],
+            [[name] + [_cell(_percent(s.ap[i])) for s in result.scenarios] for i, name in enumerate(result.role_names)],
+        )
+    if result.agent is not None:
+        text += f"\nAgent AP (%) per action ({len(result.action_names)} actions):\n\n" + markdown_table(
+            ["Action", "Agent"],
+            [[name, _cell(_percent(result.agent.ap[a]))] for a, name in enumerate(result.action_names)],
+        )
+    return text
 
 
 def write_vcoco_tables(result: RoleEvaluationResult, out_dir: str | Path, title: str = "") -> None:
-    """metrics.csv, per_class_ap.csv and table.md of a V-COCO role evaluation in `out_dir`."""
+    """metrics.csv, per_class_ap.csv and table.md of a V-COCO evaluation in `out_dir`."""
     out_dir = Path(out_dir)
     _write_csv(
         out_dir / "metrics.csv",
-        ["setting", "ap_role", "num_classes"],
-        [[s.setting, 100.0 * s.mean(), int(s.evaluated.sum())] for s in result.scenarios],
-    )
+        ["setting", "ap_role", "ap_agent", "num_classes", "num_gt", "num_detections", "note"],
+        [
+            [row.setting, _number(row.ap_role), _number(row.ap_agent), row.num_classes, row.num_gt,
+             row.num_detections, row.note]
+            for row in result.summary()
+        ],
+    )  # fmt: skip
     rows = []
     for s in result.scenarios:
         for i, name in enumerate(result.role_names):
@@ -111,6 +132,13 @@ def write_vcoco_tables(result: RoleEvaluationResult, out_dir: str | Path, title:
             rows.append([
                 s.setting, i, name, action, role, _percent(s.ap[i]), int(s.num_gt[i]),
                 _percent(s.recall[i]), int(s.num_detections[i]),
+            ])  # fmt: skip
+    if result.agent is not None:
+        a = result.agent
+        for i, name in enumerate(result.action_names):
+            rows.append([
+                AGENT, i, name, name, AGENT, _percent(a.ap[i]), int(a.num_gt[i]), _percent(a.recall[i]),
+                int(a.num_detections[i]),
             ])  # fmt: skip
     header = ["setting", "class", "name", "action", "role", "ap", "num_gt", "recall", "num_detections"]
     _write_csv(out_dir / "per_class_ap.csv", header, rows)

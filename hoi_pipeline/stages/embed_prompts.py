@@ -30,7 +30,7 @@ BATCH_SIZE = 256
 def run(*, clip: ClipConfig, annotations: Path, split: str, out: Path) -> None:
     """Build the prompts of the split's HOI classes, encode them with CLIP's text tower, write `out`."""
     vocabulary = load_annotations(annotations, split).vocabulary
-    prompts = build_prompts(vocabulary, clip.template)
+    prompts = build_prompts(vocabulary, clip.template, clip.role_templates, clip.verb_templates)
     device = resolve_device(clip.device, "clip.device")
     model = load_clip(clip, device=device)
     embeddings = encode_texts(model, clip_tokenizer(clip.model), prompts, device=device)  # (N, D)
