@@ -35,8 +35,8 @@ Names are COCO's ('sports ball', 'cell phone'); the official layout is written b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -46,12 +46,13 @@ from hoi_pipeline.datasets.synthetic.composition import CompositionSettings, Gro
 from hoi_pipeline.datasets.synthetic.detector import DetectorNoise, simulate_detections
 from hoi_pipeline.datasets.synthetic.interactions import Interaction
 from hoi_pipeline.datasets.synthetic.splitting import draw_split, split_rng
+from hoi_pipeline.datasets.vcoco_official import COCOInstance, OfficialImage, PersonActions, VCOCOAction
 from hoi_pipeline.structures import Proposals
 
 STAND = "stand"  # the agent-only action that follows from the pose
 
 # (action, its object roles), in the order of the official vcoco_*.json files
-ACTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+ACTION_ROLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("hold", ("obj",)),
     (STAND, ()),
     ("sit", ("instr",)),
@@ -115,14 +116,27 @@ RULES: tuple[Interaction, ...] = (
 )
 del E
 
-TASKS_PER_IMAGE = (0.04, 0.26, 0.34, 0.24, 0.12)  # probability of 0..4 entries (agent-only ones included)
-COMPOSITION = CompositionSettings(combine_probability=0.5, distractor_person_probability=0.3,
-                                  max_tasks_per_person=3, face="neutral")
-
 
 def coco_name(label: str) -> str:
     """COCO's spelling of an object class ('sports_ball' -> 'sports ball')."""
     return label.replace("_", " ")
+
+
+def _actions() -> tuple[VCOCOAction, ...]:
+    """The actions with, per role, the COCO categories drawn in it (the official files' `include`)."""
+    include: dict[tuple[str, str], set[str]] = {}
+    for rule in RULES:
+        for label, role in zip(rule.objects, rule.roles, strict=True):
+            include.setdefault((rule.verb, role), set()).add(coco_name(label))
+    return tuple(VCOCOAction(name, roles, tuple(tuple(sorted(include[(name, role)])) for role in roles))
+                 for name, roles in ACTION_ROLES)
+
+
+ACTIONS = _actions()
+
+TASKS_PER_IMAGE = (0.04, 0.26, 0.34, 0.24, 0.12)  # probability of 0..4 entries (agent-only ones included)
+COMPOSITION = CompositionSettings(combine_probability=0.5, distractor_person_probability=0.3,
+                                  max_tasks_per_person=3, face="neutral")
 
 
 def categories() -> tuple[str, ...]:
@@ -130,32 +144,18 @@ def categories() -> tuple[str, ...]:
     return ("person", *sorted({coco_name(label) for rule in RULES for label in rule.objects}))
 
 
-def role_includes() -> dict[tuple[str, str], tuple[str, ...]]:
-    """(action, role) -> the COCO categories drawn in that role (the official files' `include`)."""
-    include: dict[tuple[str, str], set[str]] = {}
-    for rule in RULES:
-        for label, role in zip(rule.objects, rule.roles):
-            include.setdefault((rule.verb, role), set()).add(coco_name(label))
-    return {key: tuple(sorted(names)) for key, names in include.items()}
-
-
-@dataclass(frozen=True)
-class PersonLabels:
-    """The V-COCO labels of one person: each action it does -> {role: instance index, None when absent}."""
-
-    instance: int  # index of the person among the image's instances
-    actions: Mapping[str, Mapping[str, int | None]] = field(default_factory=dict)
-
-
 @dataclass(frozen=True)
 class VcocoScene:
-    """One rendered image, every drawn instance (COCO names) and every person's labels."""
+    """One rendered image and its record: every drawn instance (COCO names, continuous pixel boxes)
+    and every person's labels, as `write_vcoco_official` writes them."""
 
-    filename: str
     image: Image.Image
-    instance_boxes: np.ndarray  # (K, 4) continuous pixel boxes of every drawn person and object
-    instance_labels: tuple[str, ...]  # (K,) COCO category names
-    persons: tuple[PersonLabels, ...]
+    record: OfficialImage
+
+    @property
+    def instance_boxes(self) -> np.ndarray:
+        """(K, 4) boxes of every drawn person and object."""
+        return np.array([instance.box for instance in self.record.instances], dtype=np.float32).reshape(-1, 4)
 
 
 @dataclass(frozen=True)
@@ -166,12 +166,13 @@ class VcocoSplit:
 
 def label_scene(filename: str, image: Image.Image, groups: list[Group], boxes: list[list[np.ndarray]]) -> VcocoScene:
     """Instances and person labels of a drawn image: the entries' actions, plus 'stand' from the pose."""
-    roles_of = dict(ACTIONS)
-    instance_boxes, labels, persons = [], [], []
+    roles_of = dict(ACTION_ROLES)
+    instances: list[COCOInstance] = []
+    persons = []
     for group, group_boxes in zip(groups, boxes):
-        offset = len(labels)
-        labels += [coco_name(e.label) for e in group.entities]
-        instance_boxes += group_boxes
+        offset = len(instances)
+        instances += [COCOInstance(coco_name(e.label), tuple(float(v) for v in box))
+                      for e, box in zip(group.entities, group_boxes)]
         if group.pose is None:
             continue  # a lone object
         actions: dict[str, dict[str, int | None]] = {}
@@ -180,9 +181,9 @@ def label_scene(filename: str, image: Image.Image, groups: list[Group], boxes: l
             actions[rule.verb] = {role: placed.get(role) for role in roles_of[rule.verb]}
         if group.pose == "stand" and not any(rule.support for _, _, rule in group.pairs):
             actions[STAND] = {}  # on their own feet, not on a board
-        persons.append(PersonLabels(offset, actions))
-    boxes_array = np.asarray(instance_boxes, dtype=np.float32).reshape(-1, 4)
-    return VcocoScene(filename, image, boxes_array, tuple(labels), tuple(persons))
+        persons.append(PersonActions(offset, actions))
+    record = OfficialImage(filename, image.width, image.height, tuple(instances), tuple(persons))
+    return VcocoScene(image, record)
 
 
 def generate_scenes(split: str, num_images: int, size: int, seed: int,
@@ -196,9 +197,9 @@ def detect(scene: VcocoScene, noise: DetectorNoise, rng: np.random.Generator) ->
     """The simulated detector on a scene; labels index `categories()`."""
     names = categories()
     index = {name: i for i, name in enumerate(names)}
-    labels = np.array([index[name] for name in scene.instance_labels], dtype=np.int64)
-    return simulate_detections(scene.filename, scene.image.width, scene.instance_boxes, labels, index["person"],
-                               len(names), noise, rng)
+    labels = np.array([index[instance.category] for instance in scene.record.instances], dtype=np.int64)
+    return simulate_detections(scene.record.file_name, scene.record.width, scene.instance_boxes, labels,
+                               index["person"], len(names), noise, rng)
 
 
 def generate_vcoco_dataset(*, seed: int, num_train: int, num_test: int, image_size: int, num_val: int = 0,
