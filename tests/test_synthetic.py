@@ -201,10 +201,14 @@ def test_stage_writes_the_dataset_atomically(tmp_path):
     out = tmp_path / "demo"
     (out / "images" / "train").mkdir(parents=True)
     (out / "images" / "train" / "stale.png").write_bytes(b"old")
-    generate_demo.run(settings=settings, out_dir=out)
+    written = generate_demo.run(settings=settings, out_dir=out)
     assert sorted(p.name for p in out.iterdir()) == [
         "detections_test.json", "detections_train.json", "images", "test.json", "train.json"
     ]  # no staging folder left behind
+    assert written == [out / name for name in generate_demo.demo_outputs(settings)]
+    assert generate_demo.demo_outputs(settings) == [
+        "images", "detections_train.json", "detections_test.json", "train.json", "test.json"
+    ]
     train, test = load_annotations(out / "train.json"), load_annotations(out / "test.json")
     assert train.vocabulary.objects == test.vocabulary.objects and train.vocabulary.verbs == test.vocabulary.verbs
     assert train.vocabulary.rare.tolist() == test.vocabulary.rare.tolist()

@@ -52,7 +52,10 @@ POSES: dict[str, Pose] = {
     "stand": Pose(0.0, lambda s, hip, lead: (None, (s * 0.085, 0.0))),
     "straddle": Pose(0.0, lambda s, hip, lead: (None, (s * 0.2, 0.0))),  # feet wide on the ground
     "ride": Pose(0.0, lambda s, hip, lead: ((s * 0.17, hip + 0.14), (s * 0.13, hip + 0.3))),  # knees around the mount
+    # sitting: on a bench (hips_on(0.52, 0.03)) the person moves down ~0.08, so the feet sink below the
+    # ground; kept for the HICO-DET family's pinned output. "seated" drops the hips to the seat instead.
     "sit": Pose(0.2, lambda s, hip, lead: ((s * 0.18, hip + 0.02), (s * 0.16, 0.0))),
+    "seated": Pose(0.3, lambda s, hip, lead: ((s * 0.18, hip + 0.02), (s * 0.16, 0.0))),
     "crouch": Pose(0.26, lambda s, hip, lead: ((s * 0.2, hip - 0.03), (s * 0.12, 0.0))),
     "kick": Pose(0.0, lambda s, hip, lead: ((s * 0.13, hip + 0.22), (s * 0.3, -0.1)) if s == lead
                  else (None, (-lead * 0.04, 0.0))),  # kicking leg out, standing leg under the body

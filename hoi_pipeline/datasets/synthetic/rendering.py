@@ -42,7 +42,7 @@ def render(groups: Sequence[tuple[list[Entity], list[Shape]]], placements: list[
         pixel_shapes[i] = [s for shapes in entity_shapes for s in shapes] + [s.moved(h, x0, ground) for s in extras]
     for i in order:
         for shape in sorted(pixel_shapes[i], key=lambda s: s.layer):
-            _draw(image, draw, shape, textures)
+            draw_shape(image, draw, shape, textures)
     return image, boxes
 
 
@@ -53,7 +53,8 @@ def pixel_box(box: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.array([x1, y1, x2, y2], dtype=np.float32), 0, size)
 
 
-def _draw(image: Image.Image, draw: ImageDraw.ImageDraw, shape: Shape, textures: dict[str, Image.Image]) -> None:
+def draw_shape(image: Image.Image, draw: ImageDraw.ImageDraw, shape: Shape, textures: dict[str, Image.Image]) -> None:
+    """Draw one shape in pixel coordinates (textured shapes paste their texture through the shape's mask)."""
     points = [tuple(p) for p in shape.points.tolist()]
     width = max(1, round(shape.width))
     if shape.kind == "line":

@@ -101,7 +101,7 @@ RULES: tuple[Interaction, ...] = (
       support=at.hips_on(1.0, 0.04)),
     E("ride", ("horse",), ("instr",), 5.0, at.mounted, pose="ride", arm="side", hands=1, slots=("legs",),
       support=at.hips_on(0.7, 0.04)),
-    E("sit", ("bench",), ("instr",), 6.0, at.seat_under, pose="sit", slots=("legs",), support=at.hips_on(0.52, 0.03)),
+    E("sit", ("bench",), ("instr",), 6.0, at.seat_under, pose="seated", slots=("legs",), support=at.hips_on(0.52, 0.03)),
     E("lay", ("bench",), ("instr",), 3.0, None, pose="lie", arm="down", hands=2, slots=("all",), compose=lying_on),
     E("skateboard", ("skateboard",), ("instr",), 5.0, at.underfoot, slots=("legs",), support=at.feet_on),
     E("drink", ("cup",), ("instr",), 5.0, at.at_mouth, arm="mouth", hands=1, slots=("face",)),
@@ -171,7 +171,7 @@ def label_scene(filename: str, image: Image.Image, groups: list[Group], boxes: l
     persons = []
     for group, group_boxes in zip(groups, boxes):
         offset = len(instances)
-        instances += [COCOInstance(coco_name(e.label), tuple(float(v) for v in box))
+        instances += [COCOInstance(coco_name(e.label), _two_pixels_wide(box, image.width))
                       for e, box in zip(group.entities, group_boxes)]
         if group.pose is None:
             continue  # a lone object
@@ -184,6 +184,19 @@ def label_scene(filename: str, image: Image.Image, groups: list[Group], boxes: l
         persons.append(PersonActions(offset, actions))
     record = OfficialImage(filename, image.width, image.height, tuple(instances), tuple(persons))
     return VcocoScene(image, record)
+
+
+def _two_pixels_wide(box: np.ndarray, size: int) -> tuple[float, float, float, float]:
+    """A pixel box at least 2 pixels wide and high: vsrl_eval.py drops boxes whose inclusive x2 = x1 + w - 1
+    is not beyond x1 (a sub-pixel fork in a small image), and a dropped role object breaks its check."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if x2 - x1 < 2:
+        x1 = max(0.0, min(x1, size - 2.0))
+        x2 = x1 + 2.0
+    if y2 - y1 < 2:
+        y1 = max(0.0, min(y1, size - 2.0))
+        y2 = y1 + 2.0
+    return x1, y1, x2, y2
 
 
 def generate_scenes(split: str, num_images: int, size: int, seed: int,
