@@ -262,7 +262,7 @@ def test_hicodet_demo_annotations_and_detections_match_the_original_generator(pi
 
 
 @pytest.mark.skipif(PIL.__version__.split(".")[0] != PINNED_PIXELS[0],
-                    reason=f"pixel digest recorded with Pillow {PINNED_PIXELS[0]}.x (rasterisation differs across releases)")
+                    reason=f"pixel digest recorded with Pillow {PINNED_PIXELS[0]}.x (rasterisation differs by release)")
 def test_hicodet_demo_pixels_match_the_original_generator(pinned_demo):
     digest = hashlib.sha256()
     for path in sorted((pinned_demo / "images").rglob("*.png")):

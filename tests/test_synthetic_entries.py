@@ -20,9 +20,9 @@ from hoi_pipeline.datasets.synthetic.splitting import draw_split
 
 FAMILIES = {"hicodet": (hicodet_scenes.RULES, None), "vcoco": (vcoco_scenes.RULES, "neutral")}
 SIZE = 160
-# the HICO-DET family's person sitting on a bench has the feet ~0.08 below the ground (people.POSES["sit"]);
-# kept, as its output is pinned (test_synthetic.py); the V-COCO family seats people with their feet down
-SINKS = {("hicodet", "person", "sit_on")}
+# Known and kept: the HICO-DET family's person sitting on a bench has the feet ~0.08 below the ground
+# (people.POSES["sit"]), as that family's output is pinned (test_synthetic.py); the V-COCO family seats
+# people with their feet on the ground ("seated").
 
 
 def visible_fractions(group: Group, rng: np.random.Generator) -> list[float]:
@@ -82,8 +82,9 @@ def test_every_entry_places_its_objects_visibly_alone_and_with_any_compatible_en
             for entity in group.entities:
                 box = entity.box()
                 assert box[2] - box[0] > 0.02 and box[3] - box[1] > 0.02, f"{name}: {entity.label} is degenerate"
-                if (family, entity.label, "sit_on") not in SINKS or "sit_on" not in name:
-                    assert box[3] <= 0.05, f"{name}: {entity.label} reaches below the ground"  # outlines, shoes: a little
+                sinks = family == "hicodet" and entity.label == "person" and any(r.verb == "sit_on" for r in combo)
+                if not sinks:  # (outlines and shoes reach a little below the ground line)
+                    assert box[3] <= 0.05, f"{name}: {entity.label} reaches below the ground"
             for entity, seen in zip(group.entities, visible_fractions(group, rng)):
                 in_front = entity.label != "person" and entity.shapes[0].layer == 2
                 # worn backpacks sit behind the torso by design (about 40% shows); held objects are in front

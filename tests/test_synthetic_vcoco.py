@@ -136,7 +136,8 @@ def test_a_val_part_makes_trainval(tmp_path):
     assert (tmp_path / "vcoco" / "vcoco_val.json").is_file() and (tmp_path / "images" / "val").is_dir()
     trainval = load_annotations(tmp_path, "trainval")
     assert len(trainval.images) == 10
-    assert set(trainval.filenames) == {p.name for part in ("train", "val") for p in (tmp_path / "images" / part).iterdir()}
+    drawn = {p.name for part in ("train", "val") for p in (tmp_path / "images" / part).iterdir()}
+    assert set(trainval.filenames) == drawn
 
 
 def test_config_rejects_a_val_part_outside_the_vcoco_family():

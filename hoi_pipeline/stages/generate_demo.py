@@ -92,7 +92,7 @@ def _write_hicodet(settings: SyntheticConfig, noise: DetectorNoise, root: Path, 
                                              num_test=settings.num_test, image_size=settings.image_size,
                                              noise=noise, progress=progress)
     for name, split in splits.items():
-        _save_images(root / IMAGES / name, [(a.filename, image) for a, image in zip(split.annotations.images, split.images)])
+        _save_images(root / IMAGES / name, list(zip(split.annotations.filenames, split.images)))
         save_hicodet_json(split.annotations, root / f"{name}.json")
         write_detections_json(root / f"detections_{name}.json", split.detections, split.annotations.vocabulary.objects)
     vocabulary = splits["train"].annotations.vocabulary

@@ -48,39 +48,47 @@ from PIL import Image
 from hoi_pipeline.datasets.synthetic import placements as at
 from hoi_pipeline.datasets.synthetic.composition import Group, lying_on
 from hoi_pipeline.datasets.synthetic.detector import DetectorNoise, simulate_detections
-from hoi_pipeline.datasets.synthetic.interactions import Interaction
+from hoi_pipeline.datasets.synthetic.interactions import Interaction, Place
 from hoi_pipeline.datasets.synthetic.splitting import draw_split, split_rng
 from hoi_pipeline.structures import HOIAnnotations, ImageAnnotation, Proposals, Vocabulary
 
 RARE_THRESHOLD = 10  # fewer training pairs than this = a Rare class (HICO-DET)
 
-I = Interaction  # the table below reads as one line per class
+
+def hoi_class(verb: str, obj: str, weight: float, place: Place | None, **geometry) -> Interaction:
+    """An HOI class (verb, object) and the geometry that decides it (`Interaction`'s fields)."""
+    return Interaction(verb, (obj,), weight, place, **geometry)
+
+
+H = hoi_class  # one line per class below
 RULES: tuple[Interaction, ...] = (
-    I("ride", ("bicycle",), 9.0, at.mounted, pose="ride", arm="side", hands=2, slots=("legs",), support=at.hips_on(1.0, 0.04)),
-    I("ride", ("horse",), 7.0, at.mounted, pose="ride", arm="side", hands=1, slots=("legs",), support=at.hips_on(0.7, 0.04)),
-    I("ride", ("skateboard",), 5.0, at.underfoot, slots=("legs",), support=at.feet_on),
-    I("straddle", ("bicycle",), 1.4, at.mounted, pose="straddle", arm="side", hands=2, slots=("legs",)),
-    I("push", ("bicycle",), 4.0, at.handled_beside, arm="side", hands=2, beside=True, slots=("legs",)),
-    I("repair", ("bicycle",), 1.2, at.handled_beside, pose="crouch", arm="side", hands=2, beside=True, slots=("legs",)),
-    I("no_interaction", ("bicycle",), 3.5, at.apart, beside=True, slots=("legs",)),
-    I("walk", ("horse",), 3.5, at.on_leash((0.12, 0.25), (0.08, 0.22)), arm="low", hands=1, beside=True, slots=("legs",)),
-    I("no_interaction", ("horse",), 1.6, at.apart, beside=True, slots=("legs",)),
-    I("walk", ("dog",), 6.0, at.on_leash((0.22, 0.4), (0.2, 0.38)), arm="low", hands=1, beside=True, slots=("legs",)),
-    I("hold", ("cup",), 6.0, at.in_hand, arm="low", hands=1, beside=True),
-    I("drink_with", ("cup",), 5.0, at.at_mouth, arm="mouth", hands=1, slots=("face",)),
-    I("hold", ("umbrella",), 6.0, at.overhead, arm="hold_up", hands=1, slots=("sky",)),
-    I("fly", ("kite",), 7.0, at.flown, arm="reach_up", hands=1, beside=True, slots=("sky",)),
-    I("hold", ("kite",), 1.3, at.held_out, arm="side", hands=1, beside=True),
-    I("kick", ("sports_ball",), 6.0, at.at_foot, pose="kick", beside=True, slots=("legs",)),
-    I("throw", ("sports_ball",), 4.0, at.thrown, arm="up", hands=1, beside=True),
-    I("hold", ("sports_ball",), 1.8, at.in_fingers, arm="side", hands=1, beside=True),
-    I("sit_on", ("bench",), 6.0, at.seat_under, pose="sit", slots=("legs",), support=at.hips_on(0.52, 0.03)),
-    I("lie_on", ("bench",), 1.3, None, pose="lie", arm="down", hands=2, slots=("all",), compose=lying_on),
-    I("wear", ("backpack",), 5.0, at.on_back, slots=("back",)),
-    I("carry", ("backpack",), 1.6, at.hanging, arm="low", hands=1, beside=True),
-    I("carry", ("skateboard",), 1.2, at.upright_in_hand, arm="side", hands=1, beside=True),
+    H("ride", "bicycle", 9.0, at.mounted, pose="ride", arm="side", hands=2, slots=("legs",),
+      support=at.hips_on(1.0, 0.04)),
+    H("ride", "horse", 7.0, at.mounted, pose="ride", arm="side", hands=1, slots=("legs",),
+      support=at.hips_on(0.7, 0.04)),
+    H("ride", "skateboard", 5.0, at.underfoot, slots=("legs",), support=at.feet_on),
+    H("straddle", "bicycle", 1.4, at.mounted, pose="straddle", arm="side", hands=2, slots=("legs",)),
+    H("push", "bicycle", 4.0, at.handled_beside, arm="side", hands=2, beside=True, slots=("legs",)),
+    H("repair", "bicycle", 1.2, at.handled_beside, pose="crouch", arm="side", hands=2, beside=True, slots=("legs",)),
+    H("no_interaction", "bicycle", 3.5, at.apart, beside=True, slots=("legs",)),
+    H("walk", "horse", 3.5, at.on_leash((0.12, 0.25), (0.08, 0.22)), arm="low", hands=1, beside=True, slots=("legs",)),
+    H("no_interaction", "horse", 1.6, at.apart, beside=True, slots=("legs",)),
+    H("walk", "dog", 6.0, at.on_leash((0.22, 0.4), (0.2, 0.38)), arm="low", hands=1, beside=True, slots=("legs",)),
+    H("hold", "cup", 6.0, at.in_hand, arm="low", hands=1, beside=True),
+    H("drink_with", "cup", 5.0, at.at_mouth, arm="mouth", hands=1, slots=("face",)),
+    H("hold", "umbrella", 6.0, at.overhead, arm="hold_up", hands=1, slots=("sky",)),
+    H("fly", "kite", 7.0, at.flown, arm="reach_up", hands=1, beside=True, slots=("sky",)),
+    H("hold", "kite", 1.3, at.held_out, arm="side", hands=1, beside=True),
+    H("kick", "sports_ball", 6.0, at.at_foot, pose="kick", beside=True, slots=("legs",)),
+    H("throw", "sports_ball", 4.0, at.thrown, arm="up", hands=1, beside=True),
+    H("hold", "sports_ball", 1.8, at.in_fingers, arm="side", hands=1, beside=True),
+    H("sit_on", "bench", 6.0, at.seat_under, pose="sit", slots=("legs",), support=at.hips_on(0.52, 0.03)),
+    H("lie_on", "bench", 1.3, None, pose="lie", arm="down", hands=2, slots=("all",), compose=lying_on),
+    H("wear", "backpack", 5.0, at.on_back, slots=("back",)),
+    H("carry", "backpack", 1.6, at.hanging, arm="low", hands=1, beside=True),
+    H("carry", "skateboard", 1.2, at.upright_in_hand, arm="side", hands=1, beside=True),
 )
-del I
+del H
 
 VERBS_ING = {  # HICO-DET's vname_ing spelling
     "carry": "carrying",

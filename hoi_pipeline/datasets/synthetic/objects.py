@@ -303,7 +303,8 @@ def draw_book(x1: float, y1: float, x2: float, y2: float, facing: int) -> list[S
     w, h = x2 - x1, y2 - y1
     cx = (x1 + x2) / 2
     return [
-        polygon([(x1, y1 + 0.08 * h), (cx, y1 + 0.16 * h), (x2, y1 + 0.08 * h), (x2, y2), (cx, y2), (x1, y2)], BOOK_COVER),
+        polygon([(x1, y1 + 0.08 * h), (cx, y1 + 0.16 * h), (x2, y1 + 0.08 * h), (x2, y2), (cx, y2), (x1, y2)],
+                BOOK_COVER),
         polygon([(x1 + 0.05 * w, y1), (cx, y1 + 0.1 * h), (cx, y2 - 0.08 * h), (x1 + 0.05 * w, y2 - 0.14 * h)],
                 BOOK_PAGE, texture="book"),
         polygon([(cx, y1 + 0.1 * h), (x2 - 0.05 * w, y1), (x2 - 0.05 * w, y2 - 0.14 * h), (cx, y2 - 0.08 * h)],
@@ -333,7 +334,9 @@ OBJECTS: dict[str, ObjectKind] = {
         (0.98, 0.7), draw_horse,
         Texture(lambda g: g.dots(2 * g.p, 0.45 * g.p) & g.checker(2 * g.p), (115, 70, 32), (150, 95, 48)),  # dappled
     ),
-    "dog": ObjectKind((0.46, 0.3), draw_dog, Texture(lambda g: g.dots(3 * g.p, 1.1 * g.p), (125, 82, 42), (232, 214, 172))),
+    "dog": ObjectKind(
+        (0.46, 0.3), draw_dog, Texture(lambda g: g.dots(3 * g.p, 1.1 * g.p), (125, 82, 42), (232, 214, 172))  # spotted
+    ),
     "cup": ObjectKind((0.09, 0.11), draw_cup, Texture(lambda g: g.rows(g.p, 3), (250, 250, 250), (0, 150, 220))),
     "umbrella": ObjectKind(  # canopy only; the handle adds to the height
         (0.62, 0.26), draw_umbrella, Texture(lambda g: g.columns(g.p), (200, 0, 160), (250, 250, 250)), rest_umbrella
@@ -345,7 +348,9 @@ OBJECTS: dict[str, ObjectKind] = {
     "bench": ObjectKind(
         (0.82, 0.42), draw_bench, Texture(lambda g: g.rows(max(2, g.p // 2)), (165, 105, 45), (125, 76, 32))
     ),
-    "backpack": ObjectKind((0.2, 0.27), draw_backpack, Texture(lambda g: g.checker(g.p), (120, 45, 165), (78, 22, 110))),
+    "backpack": ObjectKind(
+        (0.2, 0.27), draw_backpack, Texture(lambda g: g.checker(g.p), (120, 45, 165), (78, 22, 110))  # checkered
+    ),
     "skateboard": ObjectKind(
         (0.5, 0.075), draw_skateboard, Texture(lambda g: g.rows(max(2, g.p // 2), 3), (250, 230, 50), (40, 170, 60))
     ),
@@ -357,8 +362,12 @@ OBJECTS: dict[str, ObjectKind] = {
     "donut": ObjectKind(  # sprinkles on pink icing
         (0.12, 0.11), draw_donut, Texture(lambda g: g.dots(g.p, 0.25 * g.p), (40, 120, 230), (240, 120, 170))
     ),
-    "cake": ObjectKind((0.24, 0.17), draw_cake, Texture(lambda g: g.rows(max(2, g.p // 2), 3), (120, 50, 40), (225, 190, 120))),
-    "book": ObjectKind((0.22, 0.15), draw_book, Texture(lambda g: g.rows(max(2, g.p // 3), 2), (95, 95, 95), (245, 245, 232))),
+    "cake": ObjectKind(  # layers of jam
+        (0.24, 0.17), draw_cake, Texture(lambda g: g.rows(max(2, g.p // 2), 3), (120, 50, 40), (225, 190, 120))
+    ),
+    "book": ObjectKind(  # lines of print
+        (0.22, 0.15), draw_book, Texture(lambda g: g.rows(max(2, g.p // 3), 2), (95, 95, 95), (245, 245, 232))
+    ),
     "cell_phone": ObjectKind((0.05, 0.1), draw_cell_phone),
 }
 

@@ -44,7 +44,7 @@ from PIL import Image
 from hoi_pipeline.datasets.synthetic import placements as at
 from hoi_pipeline.datasets.synthetic.composition import CompositionSettings, Group, lying_on
 from hoi_pipeline.datasets.synthetic.detector import DetectorNoise, simulate_detections
-from hoi_pipeline.datasets.synthetic.interactions import Interaction
+from hoi_pipeline.datasets.synthetic.interactions import Interaction, Place
 from hoi_pipeline.datasets.synthetic.splitting import draw_split, split_rng
 from hoi_pipeline.datasets.vcoco_official import COCOInstance, OfficialImage, PersonActions, VCOCOAction
 from hoi_pipeline.structures import Proposals
@@ -73,48 +73,51 @@ ACTION_ROLES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def _entry(action: str, objects: tuple[str, ...], roles: tuple[str, ...], weight: float, place, **kw) -> Interaction:
-    """A class entry; the action itself is one of the parts it takes (a person does each action once)."""
-    slots = kw.pop("slots", ())
+def action_class(action: str, objects: tuple[str, ...], roles: tuple[str, ...], weight: float, place: Place | None,
+                 **geometry) -> Interaction:
+    """An action drawn with `objects` in `roles`; the action itself is one of the parts the entry takes
+    (a person does each action at most once)."""
+    slots = geometry.pop("slots", ())
     if slots != ("all",):
         slots = (*slots, action)
-    return Interaction(action, objects, weight, place, roles=roles, slots=slots, **kw)
+    return Interaction(action, objects, weight, place, roles=roles, slots=slots, **geometry)
 
 
-E = _entry  # the table below reads as one line per class
+A = action_class  # one line per class below
 RULES: tuple[Interaction, ...] = (
     # agent only
-    E("walk", (), (), 9.0, None, pose="walk", slots=("legs",)),
-    E("run", (), (), 6.0, None, pose="run", arm="pump", hands=2, slots=("legs",)),
-    E("smile", (), (), 8.0, None, slots=("face",), face="smile"),
+    A("walk", (), (), 9.0, None, pose="walk", slots=("legs",)),
+    A("run", (), (), 6.0, None, pose="run", arm="pump", hands=2, slots=("legs",)),
+    A("smile", (), (), 8.0, None, slots=("face",), face="smile"),
     # object role
-    E("hold", ("cup",), ("obj",), 5.0, at.in_hand, arm="low", hands=1, beside=True),
-    E("hold", ("umbrella",), ("obj",), 4.0, at.overhead, arm="hold_up", hands=1, slots=("sky",)),
-    E("hold", ("sports_ball",), ("obj",), 3.0, at.in_fingers, arm="side", hands=1, beside=True),
-    E("carry", ("backpack",), ("obj",), 5.0, at.hanging, arm="low", hands=1, beside=True),
-    E("carry", ("skateboard",), ("obj",), 3.0, at.upright_in_hand, arm="side", hands=1, beside=True),
-    E("kick", ("sports_ball",), ("obj",), 5.0, at.at_foot, pose="kick", beside=True, slots=("legs",)),
-    E("throw", ("sports_ball",), ("obj",), 4.0, at.thrown, arm="up", hands=1, beside=True),
-    E("read", ("book",), ("obj",), 5.0, at.in_front, arm="front", hands=2),
+    A("hold", ("cup",), ("obj",), 5.0, at.in_hand, arm="low", hands=1, beside=True),
+    A("hold", ("umbrella",), ("obj",), 4.0, at.overhead, arm="hold_up", hands=1, slots=("sky",)),
+    A("hold", ("sports_ball",), ("obj",), 3.0, at.in_fingers, arm="side", hands=1, beside=True),
+    A("carry", ("backpack",), ("obj",), 5.0, at.hanging, arm="low", hands=1, beside=True),
+    A("carry", ("skateboard",), ("obj",), 3.0, at.upright_in_hand, arm="side", hands=1, beside=True),
+    A("kick", ("sports_ball",), ("obj",), 5.0, at.at_foot, pose="kick", beside=True, slots=("legs",)),
+    A("throw", ("sports_ball",), ("obj",), 4.0, at.thrown, arm="up", hands=1, beside=True),
+    A("read", ("book",), ("obj",), 5.0, at.in_front, arm="front", hands=2),
     # instrument role
-    E("ride", ("bicycle",), ("instr",), 6.0, at.mounted, pose="ride", arm="side", hands=2, slots=("legs",),
+    A("ride", ("bicycle",), ("instr",), 6.0, at.mounted, pose="ride", arm="side", hands=2, slots=("legs",),
       support=at.hips_on(1.0, 0.04)),
-    E("ride", ("horse",), ("instr",), 5.0, at.mounted, pose="ride", arm="side", hands=1, slots=("legs",),
+    A("ride", ("horse",), ("instr",), 5.0, at.mounted, pose="ride", arm="side", hands=1, slots=("legs",),
       support=at.hips_on(0.7, 0.04)),
-    E("sit", ("bench",), ("instr",), 6.0, at.seat_under, pose="seated", slots=("legs",), support=at.hips_on(0.52, 0.03)),
-    E("lay", ("bench",), ("instr",), 3.0, None, pose="lie", arm="down", hands=2, slots=("all",), compose=lying_on),
-    E("skateboard", ("skateboard",), ("instr",), 5.0, at.underfoot, slots=("legs",), support=at.feet_on),
-    E("drink", ("cup",), ("instr",), 5.0, at.at_mouth, arm="mouth", hands=1, slots=("face",)),
-    E("talk_on_phone", ("cell_phone",), ("instr",), 5.0, at.at_ear, arm="ear", hands=1, slots=("ear",)),
+    A("sit", ("bench",), ("instr",), 6.0, at.seat_under, pose="seated", slots=("legs",),
+      support=at.hips_on(0.52, 0.03)),
+    A("lay", ("bench",), ("instr",), 3.0, None, pose="lie", arm="down", hands=2, slots=("all",), compose=lying_on),
+    A("skateboard", ("skateboard",), ("instr",), 5.0, at.underfoot, slots=("legs",), support=at.feet_on),
+    A("drink", ("cup",), ("instr",), 5.0, at.at_mouth, arm="mouth", hands=1, slots=("face",)),
+    A("talk_on_phone", ("cell_phone",), ("instr",), 5.0, at.at_ear, arm="ear", hands=1, slots=("ear",)),
     # both roles, and one role without its object
-    E("hit", ("tennis_racket", "sports_ball"), ("instr", "obj"), 5.0, at.swung, arm="swing", hands=1, beside=True,
+    A("hit", ("tennis_racket", "sports_ball"), ("instr", "obj"), 5.0, at.swung, arm="swing", hands=1, beside=True,
       slots=("sky",)),
-    E("hit", ("tennis_racket",), ("instr",), 3.0, at.swung, arm="swing", hands=1, beside=True, slots=("sky",)),
-    E("eat", ("cake", "fork"), ("obj", "instr"), 4.0, at.fed_with, arm="mouth", hands=2, off_arm="low",
+    A("hit", ("tennis_racket",), ("instr",), 3.0, at.swung, arm="swing", hands=1, beside=True, slots=("sky",)),
+    A("eat", ("cake", "fork"), ("obj", "instr"), 4.0, at.fed_with, arm="mouth", hands=2, off_arm="low",
       slots=("face",)),
-    E("eat", ("donut",), ("obj",), 4.0, at.at_mouth, arm="mouth", hands=1, slots=("face",)),
+    A("eat", ("donut",), ("obj",), 4.0, at.at_mouth, arm="mouth", hands=1, slots=("face",)),
 )
-del E
+del A
 
 
 def coco_name(label: str) -> str:
@@ -220,7 +223,9 @@ def generate_vcoco_dataset(*, seed: int, num_train: int, num_test: int, image_si
                            progress: Callable[[int], None] | None = None) -> dict[str, VcocoSplit]:
     """The parts train, val (when num_val > 0) and test, with simulated detections."""
     if num_train < 1 or num_test < 1 or num_val < 0:
-        raise ValueError(f"num_train and num_test must be >= 1 and num_val >= 0, got {num_train}, {num_test}, {num_val}")
+        raise ValueError(
+            f"num_train and num_test must be >= 1 and num_val >= 0, got {num_train}, {num_test}, {num_val}"
+        )
     if image_size < 64:
         raise ValueError(f"image_size must be >= 64 pixels, got {image_size}")
     sizes = {"train": num_train, "val": num_val, "test": num_test}
