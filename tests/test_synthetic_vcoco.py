@@ -145,3 +145,34 @@ def test_config_rejects_a_val_part_outside_the_vcoco_family():
         from_dict(SyntheticConfig, {"num_val": 3}, "datasets.demo.synthetic")
     with pytest.raises(ConfigError, match="family"):
         from_dict(SyntheticConfig, {"family": "hico"}, "datasets.demo.synthetic")
+
+
+def test_action_roles_are_predictable_from_box_geometry():
+    """1-nearest-neighbour on (person box, role object box), per object class, recovers the action-role."""
+    def pairs(split):
+        rows = []
+        for scene in split:
+            boxes, record = scene.instance_boxes, scene.record
+            for person in record.persons:
+                for action, roles in person.actions.items():
+                    for role, target in roles.items():
+                        if target is not None:
+                            rows.append((layout_features(boxes[person.person], boxes[target]),
+                                         record.instances[target].category, f"{action} {role}"))
+        return np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
+
+    x_train, obj_train, cls_train = pairs(vcoco_scenes.generate_scenes("train", 80, 128, 0))
+    x_test, obj_test, cls_test = pairs(vcoco_scenes.generate_scenes("test", 40, 128, 0))
+    scale = x_train.std(axis=0) + 1e-6
+    correct = majority = 0
+    for x, obj, cls in zip(x_test, obj_test, cls_test):
+        same = obj_train == obj
+        correct += cls_train[same][np.argmin(np.abs((x_train[same] - x) / scale).sum(axis=1))] == cls
+        majority += Counter(cls_train[same].tolist()).most_common(1)[0][0] == cls
+    assert correct / len(x_test) >= 0.9 and correct > majority + 0.1 * len(x_test)
+
+
+def layout_features(h: np.ndarray, o: np.ndarray) -> np.ndarray:
+    w, ht = h[2] - h[0], h[3] - h[1]
+    return np.array([(o[0] - h[0]) / w, (o[1] - h[1]) / ht, (o[2] - h[2]) / w, (o[3] - h[3]) / ht,
+                     np.log((o[2] - o[0]) / w), np.log((o[3] - o[1]) / ht), min(o[0] - h[2], h[0] - o[2]) / w])
