@@ -167,7 +167,9 @@ def verb_templates(
         template_fields(text, f"clip.verb_templates.{verb}")
     unknown = sorted(set(overrides) - set(vocabulary.verbs))
     if unknown:
-        raise ValueError(f"clip.verb_templates: unknown verb(s) {unknown}; the dataset's verbs: {list(vocabulary.verbs)}")
+        raise ValueError(
+            f"clip.verb_templates: unknown verb(s) {unknown}; the dataset's verbs: {list(vocabulary.verbs)}"
+        )
     roles = vocabulary.verb_roles or ("",) * vocabulary.num_verbs
     return tuple(
         overrides.get(verb, role_templates.get(role, template)) for verb, role in zip(vocabulary.verbs, roles)

@@ -143,7 +143,8 @@ def test_duplicate_detections_are_false_positives() -> None:
         images=(truth([p, q], [False, False], [[1, 0, 0, 0]] * 2, [[racket_p] + [NAN4] * 3, [racket_q] + [NAN4] * 3]),),
     )
     shifted = [1.0, 0.0, 11.0, 20.0]  # P again, one pixel off: a second person detection for the agent AP
-    result = evaluate_vcoco(gt, arrays([(0, 0, p, racket_p, 0.9), (0, 0, shifted, racket_p, 0.8), (0, 0, q, racket_q, 0.7)]))
+    rows = [(0, 0, p, racket_p, 0.9), (0, 0, shifted, racket_p, 0.8), (0, 0, q, racket_q, 0.7)]
+    result = evaluate_vcoco(gt, arrays(rows))
     # tp 1, 0, 1: precision 1, .5, 2/3 at recall .5, .5, 1 -> .5 * 1 + .5 * 2/3
     for ap in (result.scenario("scenario_1").ap[0], result.scenario("scenario_2").ap[0], result.agent.ap[0]):
         assert ap == pytest.approx(0.5 + 1 / 3)

@@ -54,6 +54,22 @@ def load_annotations(path: str | os.PathLike, split: str = "test") -> HOIAnnotat
     )
 
 
+def annotation_files(path: str | os.PathLike, split: str = "test") -> list[Path]:
+    """Every file a split's annotations are read from (for rule inputs and up-front checks).
+
+    The file itself, except for the official V-COCO release, whose split also reads its ids files and
+    the COCO instances beside it (`vcoco_official.official_files`). Nothing is opened but the first
+    bytes of a json file; a path that does not exist is returned as it is.
+    """
+    path = Path(path)
+    official = path.is_dir() or (path.suffix == ".json" and path.is_file() and _holds_a_list(path))
+    if not official:
+        return [path]
+    from hoi_pipeline.datasets.vcoco_official import official_files
+
+    return official_files(path, split).all()
+
+
 def _holds_a_list(path: Path) -> bool:
     """Whether the json file's top-level value is a list (its first non-blank character is '[')."""
     with open(path, "rb") as handle:

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hoi_pipeline.artifacts import atomic_path, read_json, write_json
+from hoi_pipeline.artifacts import atomic_path, read_json
 from hoi_pipeline.datasets.vcoco import VCOCOAnnotations, VCOCOGroundTruth, VCOCOImageTruth
 from hoi_pipeline.structures import ImageAnnotation, Vocabulary
 
@@ -116,9 +116,10 @@ def official_files(path: str | os.PathLike, split: str) -> OfficialFiles:
 
 def check_official_files(files: OfficialFiles) -> None:
     """Stop at the first missing file with a one-line message naming it and where to get it."""
-    for path, what in [*((p, "V-COCO annotation file") for p in files.vsrl), *((p, "V-COCO split ids file") for p in files.ids)]:
-        if not path.is_file():
-            raise FileNotFoundError(missing_file_message(path, what))
+    for paths, what in ((files.vsrl, "V-COCO annotation file"), (files.ids, "V-COCO split ids file")):
+        for path in paths:
+            if not path.is_file():
+                raise FileNotFoundError(missing_file_message(path, what))
     if not files.coco.is_file():
         raise FileNotFoundError(missing_file_message(files.coco, "COCO 2014 instances of the V-COCO images"))
 
@@ -155,7 +156,9 @@ def read_vsrl(path: Path) -> list[ActionRows]:
             raise ValueError(f"{path}: action {i} lacks keys {missing}")
         roles = tuple(entry["role_name"])
         if not roles or roles[0] != AGENT:
-            raise ValueError(f"{path}: action '{entry['action_name']}' has roles {list(roles)}; the first must be 'agent'")
+            raise ValueError(
+                f"{path}: action '{entry['action_name']}' has roles {list(roles)}; the first must be 'agent'"
+            )
         n = len(entry["ann_id"])
         if len(entry["image_id"]) != n or len(entry["label"]) != n or len(entry["role_object_id"]) != n * len(roles):
             raise ValueError(
@@ -164,7 +167,9 @@ def read_vsrl(path: Path) -> list[ActionRows]:
             )
         include = tuple(tuple(names) for names in entry["include"])
         if len(include) != len(roles):
-            raise ValueError(f"{path}: action '{entry['action_name']}' has {len(include)} include lists for {len(roles)} roles")
+            raise ValueError(
+                f"{path}: action '{entry['action_name']}' has {len(include)} include lists for {len(roles)} roles"
+            )
         role_ids = np.asarray(entry["role_object_id"], dtype=np.int64).reshape(len(roles), n).T  # (N, K)
         ann_id = np.asarray(entry["ann_id"], dtype=np.int64).reshape(-1)
         if n and not np.array_equal(role_ids[:, 0], ann_id):
@@ -277,7 +282,9 @@ def _build_split(
 ) -> VCOCOAnnotations:
     categories = sorted(coco["categories"], key=lambda c: c["id"])
     if not categories or categories[0]["name"] != "person":
-        raise ValueError(f"{files.coco}: the first category must be 'person' (vsrl_eval.py takes it as the person class)")
+        raise ValueError(
+            f"{files.coco}: the first category must be 'person' (vsrl_eval.py takes it as the person class)"
+        )
     objects = tuple(c["name"] for c in categories)
     object_of = {c["id"]: i for i, c in enumerate(categories)}
     person_id = categories[0]["id"]
@@ -310,6 +317,13 @@ def _build_split(
                 raise ValueError(f"{source}: person {person} has two label-1 rows for action '{action.name}'")
             rows[person] = int(row)
         positive_rows.append(rows)
+
+    positives_of_image: list[dict[int, list[int]]] = []  # per action: image id -> its label-1 rows
+    for action in actions:
+        by_image: dict[int, list[int]] = {}
+        for row in np.flatnonzero(action.label == 1).tolist():
+            by_image.setdefault(int(action.image_id[row]), []).append(row)
+        positives_of_image.append(by_image)
 
     image_annotations, truths = [], []
     dropped = 0
@@ -354,7 +368,7 @@ def _build_split(
             )
         )
         image_annotations.append(
-            (image, _pairs(image_id, actions, role_slots, ann_by_id, object_of, lookup, files))
+            (image, _pairs(image_id, actions, positives_of_image, role_slots, ann_by_id, object_of, lookup, files))
         )
     images_out = []
     for image, (boxes_h, boxes_o, hoi, verb, obj, lost) in image_annotations:
@@ -372,7 +386,9 @@ def _build_split(
             )
         )
     if dropped:
-        log.warning("%s: %d role objects lie outside their role's 'include' categories: no training pair", source, dropped)
+        log.warning(
+            "%s: %d role objects lie outside their role's 'include' categories: no training pair", source, dropped
+        )
     ground_truth = VCOCOGroundTruth(
         action_names=action_names,
         role_names=vocabulary.verbs,
@@ -392,6 +408,7 @@ def _build_split(
 def _pairs(
     image_id: int,
     actions: list[ActionRows],
+    positives_of_image: list[dict[int, list[int]]],
     role_slots: list[tuple[int, int]],
     ann_by_id: Mapping[int, dict],
     object_of: Mapping[int, int],
@@ -403,7 +420,7 @@ def _pairs(
     lost = 0
     for c, (a, j) in enumerate(role_slots):
         action = actions[a]
-        for row in np.flatnonzero((action.image_id == image_id) & (action.label == 1)):
+        for row in positives_of_image[a].get(image_id, ()):
             agent, target = int(action.role_ids[row, 0]), int(action.role_ids[row, j])
             if target == 0:
                 continue
@@ -547,10 +564,10 @@ def write_vcoco_official(
                 "role_name": list(roles),
                 "include": [[], *(list(names_) for names_ in (action.include or [()] * len(action.roles)))],
             })  # fmt: skip
-        write_json(root / "vcoco" / f"vcoco_{part}.json", entries)
+        _write_json(root / "vcoco" / f"vcoco_{part}.json", entries)
         _write_ids(root / "splits" / f"vcoco_{part}.ids", sorted({image for image, _, _ in rows}))
     _write_ids(root / "splits" / "vcoco_all.ids", [image["id"] for image in coco_images])
-    write_json(
+    _write_json(
         root / COCO_FILE,
         {
             "info": {"description": "written by hoi_pipeline.datasets.vcoco_official.write_vcoco_official"},
@@ -590,6 +607,12 @@ def _role_ids(
                 )
             out[name][role] = ids[target]
     return out
+
+
+def _write_json(path: Path, payload: object) -> None:
+    """Compact json (as the release's files are; json's C encoder makes it fast), written atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload))
 
 
 def _write_ids(path: Path, ids: Sequence[int]) -> None:

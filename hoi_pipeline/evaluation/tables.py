@@ -6,8 +6,10 @@ classes without ground truth have AP and recall `nan`. Every file is written ato
 HICO-DET  metrics.csv:      setting, full, rare, non_rare, num_classes  (one row per setting)
           per_class_ap.csv: setting, class, name, verb, object, rare, ap, num_gt, recall, num_detections
 V-COCO    metrics.csv:      setting, ap_role, ap_agent, num_classes, num_gt, num_detections, note
-                            (rows scenario_1, scenario_2, agent; a number not computed, or not applying
-                            to the row, is an empty cell, and `note` says why or what it covers)
+                            (rows scenario_1, scenario_2, agent; num_classes: classes or actions in the
+                            mean, num_gt: their ground-truth (person, class) instances; a number not
+                            computed, or not applying to the row, is an empty cell, and `note` says why
+                            or what it covers)
           per_class_ap.csv: setting, class, name, action, role, ap, num_gt, recall, num_detections
                             (scenario rows per action-role class, agent rows per action)
 """
@@ -96,10 +98,18 @@ def vcoco_markdown(result: RoleEvaluationResult, title: str = "") -> str:
     summary = result.summary()
     table = markdown_table(
         ["Setting", "AP_role", "AP_agent", "Classes"],
-        [[SCENARIO_TITLES[row.setting], _cell(row.ap_role), _cell(row.ap_agent), str(row.num_classes)] for row in summary],
+        [
+            [SCENARIO_TITLES[row.setting], _cell(row.ap_role), _cell(row.ap_agent), str(row.num_classes)]
+            for row in summary
+        ],
+    )
+    protocol = (
+        "\nAP (%) as the official vsrl_eval.py computes it: AP_role is the mean role AP over the action-role "
+        "classes with ground truth (scenario 1: a role without a box must be predicted empty; scenario 2: it is "
+        "not checked); AP_agent is the mean agent AP over the actions.\n"
     )
     notes = "".join(f"- {SCENARIO_TITLES[row.setting]}: {row.note}\n" for row in summary if row.note)
-    text = head + table + (f"\nNotes:\n\n{notes}" if notes else "")
+    text = head + table + protocol + (f"\nNotes:\n\n{notes}" if notes else "")
     if result.scenarios:
         text += f"\nRole AP (%) per action-role class ({len(result.role_names)} classes):\n\n" + markdown_table(
             ["Action-role"] + [SCENARIO_TITLES[s.setting] for s in result.scenarios],
