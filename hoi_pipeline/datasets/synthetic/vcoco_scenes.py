@@ -30,7 +30,12 @@ ground near a racket swing, ...) stand around as distractors, as in real images.
 action at most once (one row per person and action in the official files).
 
 Names are COCO's ('sports ball', 'cell phone'); the official layout is written by
-`datasets.vcoco_official.write_vcoco_official` (stage `generate-demo`, family `vcoco`).
+`datasets.vcoco_official.write_vcoco_official` (stage `generate-demo`, family `vcoco`). Each role's
+`include` (the categories it may take) lists the objects the table draws in it.
+
+To add a class: one `RULES` entry (and the action in `ACTION_ROLES`, in the official files' order,
+for a new action); a new object also needs an `objects.OBJECTS` entry, a new relation a function
+in `placements`.
 """
 
 from __future__ import annotations
