@@ -41,11 +41,17 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Generator settings of the built-in synthetic demo scenes (`hoi_pipeline/datasets/synthetic.py`)."""
+    """Generator settings of the built-in synthetic demo scenes (`hoi_pipeline/datasets/synthetic/`).
 
+    `family` picks the scenes and the layout they are written in: `hicodet` (HOI classes, HICO-DET
+    json) or `vcoco` (actions with object and instrument roles, the official V-COCO release layout).
+    """
+
+    family: Literal["hicodet", "vcoco"] = "hicodet"
     seed: int = 0
     num_train: int = 240
     num_test: int = 80
+    num_val: int = 0  # vcoco only: images of a 'val' part beside 'train' (the release's train + val = trainval)
     image_size: int = 192  # square images, pixels
     detector_miss_rate: float = 0.05  # chance that a drawn person or object gets no detection
     detector_box_jitter: float = 0.05  # std of each box edge's noise, as a fraction of the box width/height
@@ -56,6 +62,8 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         if self.num_train < 1 or self.num_test < 1:
             raise ValueError(f"num_train and num_test must be >= 1, got {self.num_train} and {self.num_test}")
+        if self.num_val < 0 or (self.num_val and self.family != "vcoco"):
+            raise ValueError(f"num_val must be >= 0, and 0 unless family is vcoco (got {self.num_val})")
         if self.image_size < 64:
             raise ValueError(f"image_size must be >= 64, got {self.image_size}")
         for name in ("detector_miss_rate", "detector_confusion_rate", "detector_duplicate_rate"):
