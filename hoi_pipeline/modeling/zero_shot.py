@@ -1,0 +1,205 @@
+"""Training-free CLIP HOI scores of each human-object pair (paper appendix B, Table 3 "Abl 1").
+
+"For each human-object pair, we directly infer the HOI scores with CLIP by computing the cross-modal
+similarities between their visual union region and the HOI prompts." The paper gives no more detail;
+what this module does, step by step, for an image's P pairs (every human with every other proposal,
+as in the bi-level model):
+
+    x_u      = union box of the pair, widened to a square around its centre (keeps the aspect ratio;
+               CLIP saw square crops), in the model's letterboxed input
+    crop     = RoI-Align of x_u from the normalised input image -> S x S (S = the CLIP model's own
+               input size, e.g. 224 for RN50; sampling adaptive, so large boxes are averaged, not aliased);
+               pixels outside the image are 0 = the mean colour, as in the letterbox padding
+    v_u      = CLIP image embedding of the crop (the visual tower and its attention pool)   (P, D)
+    sim      = cos(v_u, W_T)  against the N HOI prompt embeddings (the knowledge bank file)  (P, N)
+    q        = softmax over the N HOI classes of 100 * sim                                    (P, N)
+               (CLIP zero-shot classification among all HOI prompts; 100 is OpenAI CLIP's logit scale)
+    s_p[p,a] = logit(q[p, hoi(a, c_o)])   for the verbs a that form an HOI class with the pair's
+               detected object class c_o; verbs that do not are never turned into tuples    (P, A)
+
+The model's output is a `ModelOutput` like the bi-level model's, so the unchanged infer stage scores
+it: s_g and s_b are zeros and the preset switches them off (`infer.use_global_score: false`,
+`use_relatedness_score: false`), and `infer.pair_normalization: sigmoid` makes the pair factor
+e_p = sigmoid(s_p) = q, each pair alone (the paper's softmax over an image's pairs is for trained
+MIL scores). The final score is then R = (s_h * s_o) ** gamma * q (paper Eq. 3 with only those two
+factors). Softmax over all N classes, not only the detected object's, lets CLIP disagree with the
+detector: "ride horse" scores low on a pair whose object CLIP sees as a bicycle.
+
+Nothing here is trained. The visual tower's parameters stay ordinary parameters only so that the
+training stage can build its optimizer (with `train.iterations: 0` it saves this model as model.pt);
+forward runs without gradients, so no optimizer step could move them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import roi_align
+
+from hoi_pipeline.config import ClipConfig
+from hoi_pipeline.modeling.backbone import CLIPResNetBackbone
+from hoi_pipeline.modeling.knowledge_bank import KnowledgeBank
+from hoi_pipeline.modeling.pairing import enumerate_pairs, union_boxes
+from hoi_pipeline.structures import ModelOutput, Vocabulary
+
+CLIP_LOGIT_SCALE = 100.0  # exp(logit_scale) of every released OpenAI CLIP model (clamped there at 100)
+CROP_BATCH = 256  # crops encoded per forward pass of the visual tower (bounds memory with many pairs)
+PROBABILITY_EPS = 1e-6  # q is clamped to [eps, 1 - eps] before the logit, so s_p stays finite
+
+
+def square_boxes(boxes: torch.Tensor) -> torch.Tensor:
+    """(K, 4) boxes -> (K, 4) squares with the same centres and side max(width, height)."""
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2  # (K, 2)
+    half = (boxes[:, 2:] - boxes[:, :2]).amax(dim=1, keepdim=True) / 2  # (K, 1)
+    return torch.cat([centre - half, centre + half], dim=1)
+
+
+def crop_boxes(images: torch.Tensor, boxes: torch.Tensor, box_image: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 3, H, W) images, (K, 4) boxes of images `box_image` (K,) -> (K, 3, size, size) resampled crops."""
+    rois = torch.cat([box_image[:, None].to(images.dtype), boxes.to(images.dtype)], dim=1)  # (K, 5)
+    return roi_align(images, rois, (size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+
+
+def zero_shot_pair_logits(
+    similarities: torch.Tensor, object_labels: torch.Tensor, hoi_lookup: torch.Tensor, logit_scale: float
+) -> torch.Tensor:
+    """(P, N) cosine similarities, (P,) object classes, (A, O) HOI lookup -> (P, A) s_p = logit(q).
+
+    q = softmax over the N classes of logit_scale * similarity, read at each verb's HOI class with the
+    pair's object; verbs without such a class get the lowest logit (the fusion never reads them).
+    """
+    probabilities = torch.softmax(logit_scale * similarities.float(), dim=1)  # (P, N)
+    hoi = hoi_lookup[:, object_labels].T  # (P, A), -1 where (verb, object) is not a class
+    q = probabilities.gather(1, hoi.clamp(min=0)) * (hoi >= 0)  # (P, A)
+    return torch.logit(q.clamp(PROBABILITY_EPS, 1 - PROBABILITY_EPS))
+
+
+class CLIPZeroShotModel(nn.Module):
+    """CLIP scores of every pair's union crop against the HOI prompts; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        backbone: CLIPResNetBackbone,
+        bank: KnowledgeBank,
+        vocabulary: Vocabulary,
+        crop_size: int,
+        max_pairs: int = 256,
+        logit_scale: float = CLIP_LOGIT_SCALE,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.bank = bank
+        self.crop_size = crop_size
+        self.max_pairs = max_pairs
+        self.logit_scale = logit_scale
+        self.person = vocabulary.person
+        self.num_verbs = vocabulary.num_verbs
+        # derived from the vocabulary (stored in model.pt beside the weights), so not in the state dict
+        self.register_buffer("hoi_lookup", torch.from_numpy(vocabulary.hoi_lookup()), persistent=False)
+
+    def train(self, mode: bool = True) -> CLIPZeroShotModel:
+        """Nothing trains: the model stays in eval mode (CLIP's BatchNorm statistics never change)."""
+        return super().train(False)
+
+    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(the visual tower's parameters, nothing): what the training stage's optimizer is built from."""
+        return list(self.backbone.parameters()), []
+
+    @torch.no_grad()
+    def encode_crops(self, crops: torch.Tensor) -> torch.Tensor:
+        """(K, 3, S, S) normalised crops -> (K, D) L2-normalised CLIP image embeddings, in chunks."""
+        parts = []
+        for start in range(0, crops.shape[0], CROP_BATCH):
+            features = self.backbone(crops[start : start + CROP_BATCH])["layer4"]  # (k, C4, S/32, S/32)
+            parts.append(F.normalize(self.backbone.pool(features).float(), dim=-1))  # (k, D)
+        return torch.cat(parts) if parts else crops.new_zeros((0, self.bank.dim))
+
+    @torch.no_grad()
+    def forward(
+        self,
+        images: torch.Tensor,
+        boxes: Sequence[torch.Tensor],
+        labels: Sequence[torch.Tensor],
+        scores: Sequence[torch.Tensor] | None = None,
+        image_sizes: torch.Tensor | None = None,
+        max_pairs: int | None = None,
+    ) -> ModelOutput:
+        """Same inputs and output type as `BiLevelHOIModel.forward`; s_g and s_b are zeros."""
+        batch, device = images.shape[0], images.device
+        if len(boxes) != batch or len(labels) != batch:
+            raise ValueError(f"got {batch} images but {len(boxes)} box sets and {len(labels)} label sets")
+        cap = self.max_pairs if max_pairs is None else max_pairs
+        pair_list = [
+            enumerate_pairs(labels[b].to(device), self.person, None if scores is None else scores[b].to(device), cap)
+            for b in range(batch)
+        ]
+        pairs = torch.cat(pair_list)  # (P, 2)
+        pair_image = torch.cat([torch.full((len(p),), b, dtype=torch.int64, device=device)
+                                for b, p in enumerate(pair_list)])  # fmt: skip
+        global_logits = torch.zeros(batch, self.bank.num_classes, device=device)  # (B, N), switched off
+        if pairs.shape[0] == 0:
+            empty = global_logits.new_zeros((0, self.num_verbs))
+            return ModelOutput(global_logits, empty, empty[:, 0], pairs, pair_image)
+
+        image_boxes = [boxes[b].to(device=device, dtype=torch.float32) for b in range(batch)]
+        boxes_h = torch.cat([image_boxes[b][p[:, 0]] for b, p in enumerate(pair_list)])  # (P, 4)
+        boxes_o = torch.cat([image_boxes[b][p[:, 1]] for b, p in enumerate(pair_list)])
+        object_labels = torch.cat([labels[b].to(device)[p[:, 1]] for b, p in enumerate(pair_list)]).long()  # (P,)
+        crops = crop_boxes(images.float(), square_boxes(union_boxes(boxes_h, boxes_o)), pair_image, self.crop_size)
+        v_u = self.encode_crops(crops.to(images.dtype))  # (P, D)
+        similarities = v_u @ F.normalize(self.bank.weight.float(), dim=-1).T  # (P, N)
+        pair_logits = zero_shot_pair_logits(similarities, object_labels, self.hoi_lookup, self.logit_scale)
+        return ModelOutput(global_logits, pair_logits, pair_logits.new_zeros(pairs.shape[0]), pairs, pair_image)
+
+
+def native_image_size(clip: ClipConfig) -> int:
+    """The input side the CLIP model was trained at (its open_clip config), whatever `clip.image_size` says."""
+    import open_clip
+
+    from hoi_pipeline.modeling.clip_loading import register_model_configs
+
+    register_model_configs()
+    config = open_clip.get_model_config(clip.model)
+    if config is None:
+        raise ValueError(f"clip.model: '{clip.model}' is not an open_clip model name")
+    size = config["vision_cfg"]["image_size"]
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
+def build_zero_shot_model(
+    *,
+    clip: ClipConfig,
+    vocabulary: Vocabulary,
+    bank_embeddings: torch.Tensor | None,
+    max_pairs: int = 256,
+    visual: nn.Module | None = None,
+    pretrained: bool = True,
+) -> CLIPZeroShotModel:
+    """The Abl 1 model of a config: `visual` (or `load_clip(clip)`'s visual tower) and the prompt bank.
+
+    bank_embeddings (N, D): the knowledge bank file's CLIP text embeddings of the HOI prompts; they must
+    come from the same CLIP model as the visual tower (same joint space). `pretrained=False` builds
+    the architecture only (model.pt fills it).
+    """
+    if bank_embeddings is None:
+        raise ValueError("model.kind 'clip_zero_shot' needs the knowledge bank (the CLIP text embeddings of the prompts)")
+    if visual is None:
+        import dataclasses
+
+        from hoi_pipeline.modeling.clip_loading import load_clip
+
+        visual = load_clip(clip if pretrained else dataclasses.replace(clip, pretrained=None)).visual
+    backbone = CLIPResNetBackbone(visual)
+    if backbone.embed_dim != bank_embeddings.shape[1]:
+        raise ValueError(
+            f"model.kind 'clip_zero_shot': the bank's width {bank_embeddings.shape[1]} is not CLIP {clip.model}'s "
+            f"embedding width {backbone.embed_dim}; embed the prompts with the same CLIP model (bank_source: clip)"
+        )
+    bank = KnowledgeBank(torch.as_tensor(bank_embeddings), trainable=False)
+    return CLIPZeroShotModel(
+        backbone=backbone, bank=bank, vocabulary=vocabulary, crop_size=native_image_size(clip), max_pairs=max_pairs
+    )
