@@ -94,8 +94,8 @@ def test_bad_weights_files_are_one_line_errors(tmp_path):
     with pytest.raises(ValueError, match="text.pt"):
         build_detector_fpn_backbone(embed_dim=8, weights=str(tmp_path / "text.pt"))
     with pytest.raises(ValueError, match="feature_layers"):
-        build_model(clip=CLIP, model=ModelConfig(backbone_source="coco_detector_fpn", feature_layers=("layer3", "layer4")),
-                    vocabulary=VOCAB, bank_embeddings=torch.randn(VOCAB.num_classes, 8))  # fmt: skip
+        config = ModelConfig(backbone_source="coco_detector_fpn", feature_layers=("layer3", "layer4"))
+        build_model(clip=CLIP, model=config, vocabulary=VOCAB, bank_embeddings=torch.randn(VOCAB.num_classes, 8))
 
 
 def test_exp8_baseline_trains_and_reloads(v2_weights, tmp_path):

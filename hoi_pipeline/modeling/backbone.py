@@ -403,7 +403,9 @@ class DetectorFPNBackbone(VisualBackbone):
         pyramid = dict(self.fpn(stages))  # P2..P5, 256 channels each
         return {**pyramid, "layer4": pyramid["p5"]}
 
-    def pool_rois(self, features: dict[str, torch.Tensor], boxes: torch.Tensor, box_image: torch.Tensor) -> torch.Tensor:
+    def pool_rois(
+        self, features: dict[str, torch.Tensor], boxes: torch.Tensor, box_image: torch.Tensor
+    ) -> torch.Tensor:
         """(K, 4) boxes in input pixels of images `box_image` (K,) -> (K, D) attention-pooled RoI features."""
         p2 = features["p2"]
         batch = p2.shape[0]

@@ -246,8 +246,10 @@ def build_model(
         backbone: VisualBackbone = CLIPResNetBackbone(visual)
     elif model.backbone_source == "coco_detector_fpn":  # Exp 8-10 "RN50-FPN(COCO)" (backbone.py)
         if bank_embeddings is None or model.feature_layers != ("layer4",):
-            raise ValueError("backbone_source 'coco_detector_fpn' needs the bank (to size its attention pool) and "
-                             "model.feature_layers ['layer4'] (its RoIs come from the whole pyramid P2-P5)")  # fmt: skip
+            raise ValueError(
+                "backbone_source 'coco_detector_fpn' needs the bank (to size its attention pool) and "
+                "model.feature_layers ['layer4'] (its RoIs come from the whole pyramid P2-P5)"
+            )
         backbone = build_detector_fpn_backbone(
             embed_dim=int(bank_embeddings.shape[1]), weights=model.backbone_weights, roi_size=model.roi_size,
             pretrained=pretrained,

@@ -186,7 +186,7 @@ def build_zero_shot_model(
     the architecture only (model.pt fills it).
     """
     if bank_embeddings is None:
-        raise ValueError("model.kind 'clip_zero_shot' needs the knowledge bank (the CLIP text embeddings of the prompts)")
+        raise ValueError("model.kind 'clip_zero_shot' needs the knowledge bank (CLIP text embeddings of the prompts)")
     if visual is None:
         import dataclasses
 
