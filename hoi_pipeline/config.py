@@ -192,8 +192,9 @@ class ModelConfig:
     logit_scale_init: float = 10.0  # s_g = t * cos(W_T, v_g) + b, t learnable (SigLIP-style calibration for BCE)
     logit_bias_init: float = -10.0  # b learnable; starts every class at a low prior
     # bilevel: the paper's model; clip_zero_shot: Table 3 Abl 1, CLIP scores of the union crop, nothing trained
-    # (modeling/zero_shot.py; train with train.iterations: 0, infer with infer.pair_normalization: sigmoid)
-    kind: Literal["bilevel", "clip_zero_shot"] = "bilevel"
+    # (modeling/zero_shot.py; train with train.iterations: 0, infer with infer.pair_normalization: sigmoid);
+    # clip_enhanced: Abl 3, a trained model's pair scores times Abl 1's (made by the enhance-with-clip stage)
+    kind: Literal["bilevel", "clip_zero_shot", "clip_enhanced"] = "bilevel"
 
     def __post_init__(self) -> None:
         if "layer4" not in self.feature_layers or len(set(self.feature_layers)) != len(self.feature_layers):

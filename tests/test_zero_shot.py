@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -16,6 +17,7 @@ from hoi_pipeline.config import ClipConfig, InferConfig, LossConfig, ModelConfig
 from hoi_pipeline.datasets import load_annotations
 from hoi_pipeline.datasets.hoi_images import HOIImageDataset, Preprocessing, collate_samples
 from hoi_pipeline.modeling.backbone import CLIPResNetBackbone
+from hoi_pipeline.modeling.clip_loading import CLIP_MEAN, CLIP_STD
 from hoi_pipeline.modeling.knowledge_bank import KnowledgeBank
 from hoi_pipeline.modeling.model import build_model
 from hoi_pipeline.modeling.zero_shot import CLIPZeroShotModel, square_boxes, zero_shot_pair_logits
@@ -126,6 +128,7 @@ def test_model_pt_round_trip_and_infer_stage(tmp_path):
     reader.close()
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")  # no step is the point
 def test_training_stage_changes_nothing_and_saves_the_model(tmp_path):
     """The training stage builds the zero-shot model; its steps move no weight and model.pt infers."""
     split = make_split(tmp_path / "split", num_images=3)
@@ -172,3 +175,55 @@ def test_table3_presets_and_paper_numbers():
     assert abl2.model.backbone_source == "coco_detector_fpn" and abl2.model.kind == "bilevel"
     assert not abl2.model.use_hoi_recognition and not abl2.model.use_knowledge_transfer
     assert not abl2.loss.use_relatedness_loss and not abl2.infer.use_global_score
+
+
+def test_abl3_enhances_a_trained_models_pair_scores_with_clip(tmp_path):
+    """Abl 3: model.pt of a trained baseline + the CLIP bank -> enhance-with-clip -> model.pt -> infer."""
+    from hoi_pipeline.knowledge_bank_file import write_knowledge_bank
+    from hoi_pipeline.modeling.zero_shot import CLIPEnhancedModel
+    from hoi_pipeline.scoring import pair_scores
+    from hoi_pipeline.stages import enhance_with_clip
+
+    split = make_split(tmp_path / "split", num_images=3)  # its bank: 64-d "hoi-tiny-rn" CLIP text embeddings
+    vocabulary = load_annotations(split["annotations"], "train").vocabulary
+    clip = ClipConfig(model="hoi-tiny-rn", pretrained=None)
+    # Abl 2's switches on a tiny CLIP backbone (the backbone does not matter here)
+    abl2_model = {**TABLE3["abl2"]["model"], "backbone_source": "clip", "hidden_dim": 16, "spatial_dim": 8}
+    baseline = with_overrides(RunConfig(dataset="d", detector="x"), {**TABLE3["abl2"], "model": abl2_model})
+    torch.manual_seed(0)
+    base = build_model(clip=clip, model=baseline.model, vocabulary=vocabulary,
+                       bank_embeddings=torch.randn(vocabulary.num_classes, 64))  # fmt: skip
+    preprocessing = Preprocessing(64, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3))
+    info = TrainedModelInfo(vocabulary=vocabulary, clip=clip, model=baseline.model, loss=baseline.loss,
+                            train=TrainConfig(), preprocessing=preprocessing, bank={}, iterations=5)  # fmt: skip
+    save_trained_model(tmp_path / "baseline.pt", base, info)
+    enhance_with_clip.run(checkpoint=tmp_path / "baseline.pt", bank=split["bank"], out=tmp_path / "abl3.pt")
+
+    enhanced, enhanced_info = load_trained_model(tmp_path / "abl3.pt")
+    assert isinstance(enhanced, CLIPEnhancedModel) and enhanced_info.model.kind == "clip_enhanced"
+    assert enhanced_info.iterations == 5 and enhanced_info.preprocessing == preprocessing
+    reference, _ = load_trained_model(tmp_path / "baseline.pt")
+    dataset = HOIImageDataset.from_split(load_annotations(split["annotations"], "train"), images=split["images"],
+                                         proposals=split["proposals"], preprocessing=preprocessing)  # fmt: skip
+    batch = collate_samples([dataset[0], dataset[1]])
+    inputs = (batch.images, batch.boxes, batch.labels, batch.scores, batch.image_sizes)
+    with torch.no_grad():
+        out, base_out = enhanced(*inputs), reference(*inputs)
+        # the CLIP scorer sees the pixels normalised with CLIP's mean and std, not the baseline's
+        mean, std = torch.tensor([0.4, 0.5, 0.6]).view(1, 3, 1, 1), torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
+        clip_mean, clip_std = (torch.tensor(v).view(1, 3, 1, 1) for v in (CLIP_MEAN, CLIP_STD))
+        clip_out = enhanced.scorer(((batch.images * std + mean) - clip_mean) / clip_std, *inputs[1:])
+    assert out.pairs.tolist() == base_out.pairs.tolist()
+    for b in range(2):
+        rows = base_out.pair_image == b
+        expected = pair_scores(base_out.pair_logits[rows]) * torch.sigmoid(clip_out.pair_logits[rows])
+        torch.testing.assert_close(torch.sigmoid(out.pair_logits[rows]), expected, rtol=1e-4, atol=1e-7)
+
+    abl3 = with_overrides(RunConfig(dataset="d", detector="x"), TABLE3["abl3"])
+    infer.run(infer=dataclasses.replace(abl3.infer, num_workers=0, top_k=0), annotations=split["annotations"],
+              split="train", images=split["images"], proposals=split["proposals"], checkpoint=tmp_path / "abl3.pt",
+              out=tmp_path / "d.h5")  # fmt: skip
+    det = DetectionsFile(tmp_path / "d.h5")[0]
+    assert len(det) > 0 and np.all(det.factors["score_global"] == 1) and np.all(det.factors["score_pair"] <= 1)
+    with pytest.raises(ValueError, match="enhance-with-clip stage"):
+        build_model(clip=clip, model=abl3.model, vocabulary=vocabulary, bank_embeddings=torch.zeros(4, 64))

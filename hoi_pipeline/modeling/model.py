@@ -228,12 +228,12 @@ def build_model(
         raise ValueError(
             f"the knowledge bank has {bank_embeddings.shape[0]} rows but the dataset has {num_classes} HOI classes"
         )
-    if model.kind == "clip_zero_shot":  # Table 3 Abl 1: training-free CLIP scores (modeling/zero_shot.py)
-        from hoi_pipeline.modeling.zero_shot import build_zero_shot_model
+    if model.kind != "bilevel":  # Table 3 Abl 1 / Abl 3: CLIP zero-shot scores (modeling/zero_shot.py)
+        from hoi_pipeline.modeling.zero_shot import build_table3_model
 
-        return build_zero_shot_model(  # type: ignore[return-value]
-            clip=clip, vocabulary=vocabulary, bank_embeddings=bank_embeddings, max_pairs=max_pairs,
-            visual=visual, pretrained=pretrained,
+        return build_table3_model(  # type: ignore[return-value]
+            clip=clip, model=model, vocabulary=vocabulary, bank_embeddings=bank_embeddings, max_pairs=max_pairs,
+            seed=seed, visual=visual, pretrained=pretrained,
         )  # fmt: skip
     if model.backbone_source == "clip":
         if visual is None:

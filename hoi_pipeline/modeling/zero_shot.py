@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align
 
-from hoi_pipeline.config import ClipConfig
+from hoi_pipeline.config import ClipConfig, ModelConfig
 from hoi_pipeline.modeling.backbone import CLIPResNetBackbone
 from hoi_pipeline.modeling.knowledge_bank import KnowledgeBank
 from hoi_pipeline.modeling.pairing import enumerate_pairs, union_boxes
@@ -47,7 +47,15 @@ from hoi_pipeline.structures import ModelOutput, Vocabulary
 
 CLIP_LOGIT_SCALE = 100.0  # exp(logit_scale) of every released OpenAI CLIP model (clamped there at 100)
 CROP_BATCH = 256  # crops encoded per forward pass of the visual tower (bounds memory with many pairs)
-PROBABILITY_EPS = 1e-6  # q is clamped to [eps, 1 - eps] before the logit, so s_p stays finite
+# probabilities are clamped to [LOW, HIGH] before the logit: s_p stays finite and sigmoid(s_p) gives them
+# back in float32 (a softmax over 600 classes at scale 100 reaches 1e-20: a larger floor would tie them)
+PROBABILITY_LOW, PROBABILITY_HIGH = 1e-30, 1.0 - 1e-7
+
+
+def probability_logit(probabilities: torch.Tensor) -> torch.Tensor:
+    """logit(p) of float32 probabilities, clamped so that sigmoid of the result returns p."""
+    p = probabilities.float().clamp(PROBABILITY_LOW, PROBABILITY_HIGH)
+    return torch.log(p) - torch.log1p(-p)
 
 
 def square_boxes(boxes: torch.Tensor) -> torch.Tensor:
@@ -74,7 +82,7 @@ def zero_shot_pair_logits(
     probabilities = torch.softmax(logit_scale * similarities.float(), dim=1)  # (P, N)
     hoi = hoi_lookup[:, object_labels].T  # (P, A), -1 where (verb, object) is not a class
     q = probabilities.gather(1, hoi.clamp(min=0)) * (hoi >= 0)  # (P, A)
-    return torch.logit(q.clamp(PROBABILITY_EPS, 1 - PROBABILITY_EPS))
+    return probability_logit(q)
 
 
 class CLIPZeroShotModel(nn.Module):
@@ -156,6 +164,71 @@ class CLIPZeroShotModel(nn.Module):
         return ModelOutput(global_logits, pair_logits, pair_logits.new_zeros(pairs.shape[0]), pairs, pair_image)
 
 
+class CLIPEnhancedModel(nn.Module):
+    """Table 3 Abl 3: a trained model's pair scores times the CLIP scores of Abl 1, at inference only.
+
+    "We directly enhance baseline scores in Abl 2 with the CLIP similarity scores in Abl 1 on the
+    inference stage" (appendix B): per image, e_p of the trained model (paper Sec. 3.2.5, sigmoid of the
+    best pair times the softmax over the image's pairs) is multiplied by the CLIP probability q of the
+    same pair and verb, and returned as s_p = logit(e_p * q), so the infer stage with
+    `infer.pair_normalization: sigmoid` uses e_p * q as the pair factor; s_g and s_b are the trained
+    model's (Abl 2 switches them off). The input was normalised for the trained model; the CLIP scorer
+    gets it renormalised with CLIP's mean and std (buffers, stored in model.pt). Made from a trained
+    model.pt by the enhance-with-clip stage (`hoi_pipeline/stages/enhance_with_clip.py`); nothing trains.
+    """
+
+    def __init__(
+        self,
+        *,
+        base: nn.Module,
+        scorer: CLIPZeroShotModel,
+        input_mean: Sequence[float],
+        input_std: Sequence[float],
+        clip_mean: Sequence[float],
+        clip_std: Sequence[float],
+    ) -> None:
+        super().__init__()
+        self.base = base
+        self.scorer = scorer
+        self.bank = base.bank  # `bank.weight`: the trained model's bank, the key model.pt is checked for
+        # x_clip = (pixel - clip_mean) / clip_std = x * scale + shift, per channel
+        input_mean, input_std = torch.tensor(input_mean), torch.tensor(input_std)
+        clip_mean, clip_std = torch.tensor(clip_mean), torch.tensor(clip_std)
+        self.register_buffer("renormalize_scale", (input_std / clip_std).view(1, 3, 1, 1))
+        self.register_buffer("renormalize_shift", ((input_mean - clip_mean) / clip_std).view(1, 3, 1, 1))
+
+    def train(self, mode: bool = True) -> CLIPEnhancedModel:
+        """Nothing trains: eval mode always."""
+        return super().train(False)
+
+    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        return list(self.parameters()), []
+
+    @torch.no_grad()
+    def forward(
+        self,
+        images: torch.Tensor,
+        boxes: Sequence[torch.Tensor],
+        labels: Sequence[torch.Tensor],
+        scores: Sequence[torch.Tensor] | None = None,
+        image_sizes: torch.Tensor | None = None,
+        max_pairs: int | None = None,
+    ) -> ModelOutput:
+        from hoi_pipeline.scoring import pair_scores
+
+        out = self.base(images, boxes, labels, scores, image_sizes, max_pairs)
+        clip_images = images.float() * self.renormalize_scale + self.renormalize_shift
+        clip_out = self.scorer(clip_images, boxes, labels, scores, image_sizes, max_pairs)
+        if not torch.equal(out.pairs, clip_out.pairs) or not torch.equal(out.pair_image, clip_out.pair_image):
+            raise RuntimeError("the trained model and the CLIP scorer enumerated different pairs")
+        e_p = torch.zeros_like(clip_out.pair_logits)  # (P, A)
+        for b in range(images.shape[0]):
+            rows = out.pair_image == b
+            e_p[rows] = pair_scores(out.pair_logits[rows])  # softmax over the image's pairs, as in Eq. 3
+        pair_logits = probability_logit(e_p * torch.sigmoid(clip_out.pair_logits))
+        return ModelOutput(out.global_logits, pair_logits, out.relatedness_logits, out.pairs, out.pair_image)
+
+
 def native_image_size(clip: ClipConfig) -> int:
     """The input side the CLIP model was trained at (its open_clip config), whatever `clip.image_size` says."""
     import open_clip
@@ -183,9 +256,9 @@ def build_zero_shot_model(
 
     bank_embeddings (N, D): the knowledge bank file's CLIP text embeddings of the HOI prompts; they must
     come from the same CLIP model as the visual tower (same joint space). `pretrained=False` builds
-    the architecture only (model.pt fills it).
+    the architecture only (model.pt fills it); then a None bank is a zero placeholder of the right shape.
     """
-    if bank_embeddings is None:
+    if bank_embeddings is None and pretrained:
         raise ValueError("model.kind 'clip_zero_shot' needs the knowledge bank (CLIP text embeddings of the prompts)")
     if visual is None:
         import dataclasses
@@ -194,6 +267,8 @@ def build_zero_shot_model(
 
         visual = load_clip(clip if pretrained else dataclasses.replace(clip, pretrained=None)).visual
     backbone = CLIPResNetBackbone(visual)
+    if bank_embeddings is None:
+        bank_embeddings = torch.zeros(vocabulary.num_classes, backbone.embed_dim)
     if backbone.embed_dim != bank_embeddings.shape[1]:
         raise ValueError(
             f"model.kind 'clip_zero_shot': the bank's width {bank_embeddings.shape[1]} is not CLIP {clip.model}'s "
@@ -203,3 +278,36 @@ def build_zero_shot_model(
     return CLIPZeroShotModel(
         backbone=backbone, bank=bank, vocabulary=vocabulary, crop_size=native_image_size(clip), max_pairs=max_pairs
     )
+
+
+def build_table3_model(
+    *,
+    clip: ClipConfig,
+    model: ModelConfig,
+    vocabulary: Vocabulary,
+    bank_embeddings: torch.Tensor | None,
+    max_pairs: int = 256,
+    seed: int = 0,
+    visual: nn.Module | None = None,
+    pretrained: bool = True,
+) -> nn.Module:
+    """`build_model` for `model.kind` clip_zero_shot (Abl 1) and clip_enhanced (Abl 3, rebuilt from model.pt only)."""
+    if model.kind == "clip_zero_shot":
+        return build_zero_shot_model(clip=clip, vocabulary=vocabulary, bank_embeddings=bank_embeddings,
+                                     max_pairs=max_pairs, visual=visual, pretrained=pretrained)  # fmt: skip
+    if model.kind != "clip_enhanced":
+        raise ValueError(f"model.kind: '{model.kind}' is not a Table 3 model kind")
+    if pretrained:
+        raise ValueError(
+            "model.kind 'clip_enhanced' is made from a trained model.pt by the enhance-with-clip stage, not trained"
+        )
+    import dataclasses
+
+    from hoi_pipeline.modeling.model import build_model
+
+    base = build_model(clip=clip, model=dataclasses.replace(model, kind="bilevel"), vocabulary=vocabulary,
+                       bank_embeddings=bank_embeddings, max_pairs=max_pairs, seed=seed, pretrained=False)  # fmt: skip
+    scorer = build_zero_shot_model(clip=clip, vocabulary=vocabulary, bank_embeddings=None, max_pairs=max_pairs,
+                                   pretrained=False)  # fmt: skip
+    ones = (1.0, 1.0, 1.0)  # placeholders: the renormalisation buffers come from model.pt
+    return CLIPEnhancedModel(base=base, scorer=scorer, input_mean=ones, input_std=ones, clip_mean=ones, clip_std=ones)
