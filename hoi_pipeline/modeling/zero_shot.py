@@ -25,9 +25,16 @@ MIL scores). The final score is then R = (s_h * s_o) ** gamma * q (paper Eq. 3 w
 factors). Softmax over all N classes, not only the detected object's, lets CLIP disagree with the
 detector: "ride horse" scores low on a pair whose object CLIP sees as a bicycle.
 
+Crops are cut from the letterboxed model input, so their sharpness follows the input size (the
+preprocessing of the run); they are always encoded at the CLIP model's own size, whatever
+`clip.image_size` says (the attention pool's positional embedding is interpolated to the crop's grid).
+CLIP ResNet towers only (RN50, RN101, ...), like the bi-level model.
+
 Nothing here is trained. The visual tower's parameters stay ordinary parameters only so that the
 training stage can build its optimizer (with `train.iterations: 0` it saves this model as model.pt);
 forward runs without gradients, so no optimizer step could move them.
+
+`CLIPEnhancedModel` (Table 3 "Abl 3") multiplies a trained model's pair scores by these q at inference.
 """
 
 from __future__ import annotations
