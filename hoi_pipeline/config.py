@@ -200,18 +200,27 @@ class ModelConfig:
     use_knowledge_transfer: bool = True  # v_meta from W_T (Table 2: w/o KTN)
     ktn_query: Literal["union", "pair"] = "union"  # KTN query: union-box feature v_u or pair feature v_p (Table 4)
     ktn_attention: Literal["softmax", "uniform", "sigmoid"] = "softmax"  # Table 4
-    bank_source: Literal["clip", "random"] = "clip"  # Table 2: random bank (seeded by train.seed)
+    # Table 2: W_T from CLIP text, seeded random (Exp 9, seeded by train.seed) or RoBERTa (Exp 10, bank_text_model)
+    bank_source: Literal["clip", "random", "roberta"] = "clip"
+    # a local Hugging Face RoBERTa folder (e.g. roberta-base) for bank_source: roberta (modeling/text_encoders.py)
+    bank_text_model: str | None = None
     # Table 2, other text model: the bank is embedded with this CLIP model's text tower instead of clip.model
     # (the embed-prompts rule reads these two keys; the training stage checks the bank file against them)
     bank_clip_model: str | None = None
     bank_clip_pretrained: str | None = None
-    backbone_source: Literal["clip", "imagenet", "coco_detector"] = "clip"  # Table 2: detector backbone
-    # weights of a torchvision backbone (imagenet: a ResNet-50 state dict; coco_detector: a Faster R-CNN
-    # R50-FPN state dict, its `backbone.body.*` is used); None = torchvision's published weights
+    # Table 2 Exp 8-10: coco_detector_fpn = "RN50-FPN(COCO)", the COCO Faster R-CNN's ResNet-50 with its FPN
+    # (modeling/backbone.py, DetectorFPNBackbone); coco_detector = its ResNet-50 body only
+    backbone_source: Literal["clip", "imagenet", "coco_detector", "coco_detector_fpn"] = "clip"
+    # weights of a torchvision backbone (imagenet: a ResNet-50 state dict; coco_detector / coco_detector_fpn: a
+    # fasterrcnn_resnet50_fpn or _v2 state dict, its `backbone.*` is used); None = torchvision's published weights
     backbone_weights: str | None = None
     freeze_batchnorm: bool = True  # keep backbone BatchNorm statistics fixed (batch 24 is too small to re-estimate)
     logit_scale_init: float = 10.0  # s_g = t * cos(W_T, v_g) + b, t learnable (SigLIP-style calibration for BCE)
     logit_bias_init: float = -10.0  # b learnable; starts every class at a low prior
+    # bilevel: the paper's model; clip_zero_shot: Table 3 Abl 1, CLIP scores of the union crop, nothing trained
+    # (modeling/zero_shot.py; train with train.iterations: 0, infer with infer.pair_normalization: sigmoid);
+    # clip_enhanced: Abl 3, a trained model's pair scores times Abl 1's (made by the enhance-with-clip stage)
+    kind: Literal["bilevel", "clip_zero_shot", "clip_enhanced"] = "bilevel"
 
     def __post_init__(self) -> None:
         if "layer4" not in self.feature_layers or len(set(self.feature_layers)) != len(self.feature_layers):
@@ -290,6 +299,9 @@ class InferConfig:
     use_pair_score: bool = True  # e_p[a]
     use_relatedness_score: bool = True  # sigmoid(s_b)
     use_detection_score: bool = True  # (s_h * s_o) ** gamma
+    # e_p from s_p: softmax = sigmoid(max over pairs) * softmax over the image's pairs (paper Sec. 3.2.5);
+    # sigmoid = sigmoid(s_p) of each pair alone (a model whose s_p are per-pair scores, e.g. CLIP zero-shot)
+    pair_normalization: Literal["softmax", "sigmoid"] = "softmax"
     top_k: int = 100  # tuples kept per image, best first (HICO-DET practice: top 100); 0 keeps all
     max_pairs: int = 0  # human-object pairs scored per image (best s_h * s_o first); 0 = every pair
     batch_size: int = 8
