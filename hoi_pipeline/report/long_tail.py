@@ -17,6 +17,8 @@ def training_image_counts(annotations: HOIAnnotations, column: str, num_classes:
     for image in annotations.images:
         classes = np.unique(getattr(image, column))
         if len(classes) and (classes.min() < 0 or classes.max() >= num_classes):
-            raise ValueError(f"{annotations.source}: {image.filename} has a {column} class outside 0..{num_classes - 1}")
+            raise ValueError(
+                f"{annotations.source}: {image.filename} has a {column} class outside 0..{num_classes - 1}"
+            )
         counts[classes] += 1
     return counts

@@ -22,6 +22,7 @@ equal per_class_ap.csv, so the figures cannot silently show other detections tha
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 from collections.abc import Mapping
@@ -40,9 +41,9 @@ from hoi_pipeline.evaluation.protocol import SplitResult, class_names, class_res
 from hoi_pipeline.report import plots, provenance
 from hoi_pipeline.report.gallery import Section, figure_markdown, gallery_markdown
 from hoi_pipeline.report.long_tail import training_image_counts
-from hoi_pipeline.report.paper import paper_result
+from hoi_pipeline.report.paper import PaperResult, paper_result
 from hoi_pipeline.report.qualitative import Choice, choose_examples, class_column, split_by_image
-from hoi_pipeline.report.tables import SETTING_NAMES, Table, ablation_table, html_page, metrics_table, read_csv
+from hoi_pipeline.report.tables import SETTING_NAMES, ablation_table, html_page, metrics_table, read_csv
 from hoi_pipeline.structures import HOIAnnotations
 
 log = logging.getLogger(__name__)
@@ -96,65 +97,17 @@ def run(
     result = evaluate_split(test, arrays, eval_config)
     per_class_frame = read_csv(per_class, "per-class AP table")
     check_agreement(per_class_frame, result, Path(per_class), Path(detections))
-    paper = paper_result(test.benchmark, paper_backbone)
-    sections: list[Section] = []
-
-    table = metrics_table(read_csv(metrics, "metrics table"), paper, str(metrics))
-    write_text(out_dir / OUTPUTS["metrics"], html_page(f"{run_name}: metrics", [("Metrics", table.html())]))
-    sections.append(Section("Metrics", table.markdown()))
-
     history = read_csv(losses, "training loss history")
-    plots.plot_training_curves(history, out_dir / OUTPUTS["training"], title=f"{run_name}: training")
-    sections.append(Section("Training", figure_markdown(
-        OUTPUTS["training"], "training curves",
-        f"Loss terms and learning rates over {int(history['iteration'].max())} iterations (`{losses}`).",
-    )))  # fmt: skip
-
-    panels = class_ap_panels(per_class_frame)
-    plots.plot_per_class_ap(panels, out_dir / OUTPUTS["per_class"])
-    counts = training_image_counts(
-        load_annotations(train_annotations, train_split), class_column(test.benchmark), len(panels[0].names)
-    )
-    plots.plot_ap_vs_training_images(panels[0], counts, out_dir / OUTPUTS["long_tail"])
-    sections.append(Section("Per-class AP", "\n".join([
-        figure_markdown(OUTPUTS["per_class"], "per-class AP", "AP of every class with ground truth, sorted."),
-        figure_markdown(OUTPUTS["long_tail"], "AP against training images",
-                        f"AP ({panels[0].setting}) against the number of training images of the class "
-                        f"(`{train_annotations}`)."),
-    ])))  # fmt: skip
-
-    primary = class_results(result)[0]
-    curves = chosen_curves(primary, class_names(result))
-    setting = SETTING_NAMES.get(primary.setting, primary.setting)
-    plots.plot_precision_recall(curves, out_dir / OUTPUTS["precision_recall"], setting=setting)
-    chosen = ", ".join(f"{c.role} *{c.name}* (AP {100 * c.ap:.2f})" for c in curves)
-    sections.append(Section("Precision-recall", figure_markdown(
-        OUTPUTS["precision_recall"], "precision-recall curves", f"{setting}: {chosen}."
-    )))  # fmt: skip
-
     groups = split_by_image(arrays.image, columns, factor_names)
     choices = choose_examples(test, groups, per_kind=examples, top=top, iou_threshold=eval_config.iou_threshold)
-    plots.plot_qualitative([drawn_example(c, test, Path(images)) for c in choices], out_dir / OUTPUTS["qualitative"])
-    kinds = [c.kind for c in choices]
-    sections.append(Section("Qualitative detections", figure_markdown(
-        OUTPUTS["qualitative"], "qualitative detections",
-        f"The {kinds.count('success')} most confident successes and {kinds.count('failure')} most confident "
-        f"failures (best tuple right or wrong) among the {len(groups)} test images with detections.",
-    )))  # fmt: skip
-
-    if ablations is not None:
-        ablation = ablation_table(read_csv(ablations, "ablation table"))
-        ablation_text = f"From `{ablations}`.\n\n" + ablation.markdown()
-        ablation_html = ablation.html()
-    else:
-        ablation_text = (
-            f"Not built for this run. Build it with `snakemake -j2 {Path(metrics).parent}/ablations.md`; "
-            "the figures are then remade with it."
-        )
-        ablation_html = f"<p>{ablation_text}</p>"
-    write_text(out_dir / OUTPUTS["ablations"], html_page(f"{run_name}: ablations", [("Ablations", ablation_html)]))
-    sections.append(Section("Ablations", ablation_text))
-
+    sections = [
+        metrics_section(out_dir, run_name, Path(metrics), paper_result(test.benchmark, paper_backbone)),
+        training_section(out_dir, run_name, history, Path(losses)),
+        per_class_section(out_dir, per_class_frame, test, Path(train_annotations), train_split),
+        precision_recall_section(out_dir, result),
+        qualitative_section(out_dir, choices, test, Path(images), len(groups)),
+        ablations_section(out_dir, run_name, ablations, Path(metrics).parent),
+    ]
     records = [
         provenance.h5_record(Path(detections), "infer"),
         provenance.h5_record(Path(proposals), "detect"),
@@ -167,14 +120,7 @@ def run(
         *([provenance.plain_record(Path(ablations), "summarize")] if ablations is not None else []),
         provenance.code_record(code_versions or {}),
     ]
-    write_text(out_dir / OUTPUTS["provenance"], html_page(
-        f"{run_name}: provenance", [(f"{r.path} ({r.stage})", r.table().html()) for r in records]
-    ))  # fmt: skip
-    write_json(out_dir / OUTPUTS["provenance_json"], provenance.as_json(records))
-    sections.append(Section("Provenance", "\n".join(
-        f"### `{r.path}` ({r.stage})\n\n{r.markdown()}" for r in records
-    )))  # fmt: skip
-
+    sections.append(provenance_section(out_dir, run_name, records))
     intro = (
         f"Run `{run_name}`, test split `{split}` ({'V-COCO' if test.benchmark == 'vcoco' else 'HICO-DET'} protocol). "
         f"Made by `snakemake -j2 {out_dir}/index.md`; `snakemake {out_dir}/index.md --report "
@@ -182,6 +128,85 @@ def run(
     )
     write_text(out_dir / OUTPUTS["index"], gallery_markdown(f"{run_name}: results", intro, sections))
     log.info("wrote %d files to %s in %.1f s", len(OUTPUTS), out_dir, time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------------------------
+# one function per section: it writes the section's files and returns its part of the gallery
+
+
+def metrics_section(out_dir: Path, run_name: str, metrics: Path, paper: PaperResult | None) -> Section:
+    table = metrics_table(read_csv(metrics, "metrics table"), paper, str(metrics))
+    write_text(out_dir / OUTPUTS["metrics"], html_page(f"{run_name}: metrics", [("Metrics", table.html())]))
+    return Section("Metrics", table.markdown())
+
+
+def training_section(out_dir: Path, run_name: str, history: pd.DataFrame, losses: Path) -> Section:
+    plots.plot_training_curves(history, out_dir / OUTPUTS["training"], title=f"{run_name}: training")
+    return Section("Training", figure_markdown(
+        OUTPUTS["training"], "training curves",
+        f"Loss terms and learning rates over {int(history['iteration'].max())} iterations (`{losses}`).",
+    ))  # fmt: skip
+
+
+def per_class_section(
+    out_dir: Path, per_class: pd.DataFrame, test: HOIAnnotations, train_annotations: Path, train_split: str
+) -> Section:
+    panels = class_ap_panels(per_class)
+    plots.plot_per_class_ap(panels, out_dir / OUTPUTS["per_class"])
+    train = load_annotations(train_annotations, train_split)
+    counts = training_image_counts(train, class_column(test.benchmark), len(panels[0].names))
+    plots.plot_ap_vs_training_images(panels[0], counts, out_dir / OUTPUTS["long_tail"])
+    return Section("Per-class AP", "\n".join([
+        figure_markdown(OUTPUTS["per_class"], "per-class AP", "AP of every class with ground truth, sorted."),
+        figure_markdown(OUTPUTS["long_tail"], "AP against training images",
+                        f"AP ({panels[0].setting}) against the number of training images of the class "
+                        f"(`{train_annotations}`)."),
+    ]))  # fmt: skip
+
+
+def precision_recall_section(out_dir: Path, result: SplitResult) -> Section:
+    primary = class_results(result)[0]
+    curves = chosen_curves(primary, class_names(result))
+    setting = SETTING_NAMES.get(primary.setting, primary.setting)
+    plots.plot_precision_recall(curves, out_dir / OUTPUTS["precision_recall"], setting=setting)
+    chosen = ", ".join(f"{c.role} *{c.name}* (AP {100 * c.ap:.2f})" for c in curves)
+    return Section("Precision-recall", figure_markdown(
+        OUTPUTS["precision_recall"], "precision-recall curves", f"{setting}: {chosen}."
+    ))  # fmt: skip
+
+
+def qualitative_section(
+    out_dir: Path, choices: list[Choice], test: HOIAnnotations, images: Path, with_detections: int
+) -> Section:
+    plots.plot_qualitative([drawn_example(c, test, images) for c in choices], out_dir / OUTPUTS["qualitative"])
+    kinds = [c.kind for c in choices]
+    return Section("Qualitative detections", figure_markdown(
+        OUTPUTS["qualitative"], "qualitative detections",
+        f"The {kinds.count('success')} most confident successes and {kinds.count('failure')} most confident "
+        f"failures (best tuple right or wrong) among the {with_detections} test images with detections.",
+    ))  # fmt: skip
+
+
+def ablations_section(out_dir: Path, run_name: str, ablations: Path | None, run_dir: Path) -> Section:
+    if ablations is not None:
+        table = ablation_table(read_csv(ablations, "ablation table"))
+        text, fragment = f"From `{ablations}`.\n\n" + table.markdown(), table.html()
+    else:
+        text = (
+            f"Not built for this run. Build it with `snakemake -j2 {run_dir}/ablations.md`; "
+            "the figures are then remade with it."
+        )
+        fragment = f"<p>{html.escape(text)}</p>"
+    write_text(out_dir / OUTPUTS["ablations"], html_page(f"{run_name}: ablations", [("Ablations", fragment)]))
+    return Section("Ablations", text)
+
+
+def provenance_section(out_dir: Path, run_name: str, records: list[provenance.ArtifactRecord]) -> Section:
+    write_text(out_dir / OUTPUTS["provenance"], html_page(
+        f"{run_name}: provenance", [(f"{r.path} ({r.stage})", r.table().html()) for r in records]
+    ))  # fmt: skip
+    write_json(out_dir / OUTPUTS["provenance_json"], provenance.as_json(records))
+    return Section("Provenance", "\n".join(f"### `{r.path}` ({r.stage})\n\n{r.markdown()}" for r in records))
 
 
 # --------------------------------------------------------------------------------------------
