@@ -55,7 +55,7 @@ def write_tiny_model(path: Path, vocabulary: Vocabulary) -> None:
 def loss_history(iterations: int, rng: np.random.Generator) -> pd.DataFrame:
     step = np.arange(1, iterations + 1)
     decay = 1.0 / np.sqrt(step / 100 + 1)
-    losses = {name: decay * 0.7 + rng.normal(0, 0.05, iterations) for name in ("loss_image", "loss_pair")}
+    losses = {name: decay * 0.7 * rng.lognormal(0, 0.3, iterations) for name in ("loss_image", "loss_pair")}
     losses["loss_relatedness"] = np.where(step > 1000, 0.6 * decay, 0.0)
     total = losses["loss_image"] + losses["loss_pair"] + losses["loss_relatedness"]
     factor = np.where(step > 24000, 0.01, np.where(step > 12000, 0.1, 1.0))

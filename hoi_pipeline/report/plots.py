@@ -40,6 +40,7 @@ LOSS_TERMS = {  # losses.csv column -> legend (paper Sec. 4.3)
 LEARNING_RATES = {"lr_backbone": "CLIP visual encoder", "lr_head": "the rest"}
 FACTOR_LABELS = (("score_pair", "p"), ("score_global", "g"), ("score_relatedness", "b"), ("score_detection", "d"))
 MAX_NAMED_CLASSES = 40  # per-class bars get their names as tick labels up to this many classes
+MAX_PLOTTED_POINTS = 4000  # a longer loss history is drawn through every k-th iteration (smoothed on all)
 DPI = 120
 
 
@@ -75,20 +76,22 @@ def plot_training_curves(history: pd.DataFrame, out: str | Path, *, title: str =
         raise ValueError("training history has no rows")
     iteration = history["iteration"].to_numpy()
     window = max(1, len(history) // 50)
+    shown = slice(None, None, -(-len(history) // MAX_PLOTTED_POINTS))  # every k-th point: a line has enough
     figure = Figure(figsize=(11, 4), layout="constrained")
     losses, rates = figure.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
     for colour, (column, label) in zip(("C0", "C1", "C2", "k"), LOSS_TERMS.items()):
         values = history[column].to_numpy(dtype=np.float64)
         if window > 1:
-            losses.plot(iteration, values, color=colour, alpha=0.2, linewidth=0.8)
-        losses.plot(iteration, smooth(values, window), color=colour, linewidth=1.6, label=label)
+            losses.plot(iteration[shown], values[shown], color=colour, alpha=0.2, linewidth=0.8)
+        losses.plot(iteration[shown], smooth(values, window)[shown], color=colour, linewidth=1.6, label=label)
     losses.set_xlabel("iteration")
     losses.set_ylabel("loss (mean binary cross-entropy)")
     losses.set_title("losses" + (f" (moving average of {window} iterations)" if window > 1 else ""))
     losses.legend(fontsize=8)
     losses.grid(alpha=0.3)
     for colour, (column, label) in zip(("C3", "C4"), LEARNING_RATES.items()):
-        rates.plot(iteration, history[column].to_numpy(dtype=np.float64), color=colour, label=label)
+        values = history[column].to_numpy(dtype=np.float64)
+        rates.plot(iteration, values, color=colour, label=label, drawstyle="steps-post")
     if (history[list(LEARNING_RATES)].to_numpy() > 0).all():
         rates.set_yscale("log")
     rates.set_xlabel("iteration")
@@ -140,9 +143,13 @@ def plot_per_class_ap(panels: Sequence[ClassAPs], out: str | Path) -> None:
         index = np.flatnonzero(panel.evaluated)
         index = index[np.argsort(-panel.ap[index], kind="stable")]
         rare = panel.rare[index]
-        colours = np.where(rare, RARE_COLOUR, NON_RARE_COLOUR)
-        ax.bar(np.arange(len(index)), panel.ap[index], width=1.0 if len(index) > MAX_NAMED_CLASSES else 0.8,
-               color=colours, linewidth=0)  # fmt: skip
+        ap = panel.ap[index]
+        if len(index) <= MAX_NAMED_CLASSES:
+            ax.bar(np.arange(len(index)), ap, width=0.8, color=np.where(rare, RARE_COLOUR, NON_RARE_COLOUR))
+        else:  # one filled outline per group instead of hundreds of bar patches (HICO-DET: 600 classes)
+            edges = np.arange(len(index) + 1) - 0.5
+            for group, colour in ((~rare, NON_RARE_COLOUR), (rare, RARE_COLOUR)):
+                ax.stairs(np.where(group, ap, 0.0), edges, fill=True, color=colour, linewidth=0)
         if len(index):
             ax.axhline(float(np.mean(panel.ap[index])), color="k", linestyle="--", linewidth=0.8)
         handles = [Rectangle((0, 0), 1, 1, color=NON_RARE_COLOUR)]
