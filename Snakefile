@@ -31,6 +31,7 @@ include: "rules/train.smk"
 include: "rules/infer.smk"
 include: "rules/evaluate.smk"
 include: "rules/summarize.smk"
+include: "rules/figures.smk"
 
 
 rule all:
