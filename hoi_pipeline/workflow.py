@@ -40,6 +40,7 @@ from hoi_pipeline.config import (
     ClipConfig,
     ConfigError,
     DatasetConfig,
+    ModelConfig,
     ProjectConfig,
     SECTION_TYPES,
     RunConfig,
@@ -129,6 +130,17 @@ def bank_clip(run: RunConfig) -> ClipConfig:
     return dataclasses.replace(run.clip, model=run.model.bank_clip_model, pretrained=run.model.bank_clip_pretrained)
 
 
+def bank_model(run: RunConfig) -> ModelConfig:
+    """The model keys the embed-prompts stage reads, as a model section: which text encoder makes the bank.
+
+    Only a RoBERTa bank (Table 2 Exp 10) differs from the default: a random bank (Exp 9) is drawn when
+    the model is built, from a CLIP bank's shape, so it shares the CLIP bank of its dataset.
+    """
+    if run.model.bank_source == "roberta":
+        return ModelConfig(bank_source="roberta", bank_text_model=run.model.bank_text_model)
+    return ModelConfig()
+
+
 def section_json(sections: Mapping[str, object]) -> str:
     """Compact, key-sorted JSON of config sections (what `--config-json` takes)."""
     return json.dumps({name: to_dict(value) for name, value in sections.items()}, sort_keys=True, separators=(",", ":"))
@@ -161,9 +173,14 @@ def split_files(name: str, dataset: DatasetConfig, split: str) -> dict[str, str]
     if files.detections:
         paths["detections"] = files.detections
     if dataset.synthetic is None:
+        from hoi_pipeline.datasets import annotation_files
+
         for key, path in paths.items():
             if not Path(path).exists():
                 raise ConfigError(missing_data_message(name, dataset, split, key, path))
+        for path in annotation_files(files.annotations, split):  # e.g. the official V-COCO ids and COCO files
+            if not Path(path).exists():
+                raise ConfigError(missing_data_message(name, dataset, split, "annotations", str(path)))
     return paths
 
 
@@ -178,12 +195,17 @@ def missing_data_message(name: str, dataset: DatasetConfig, split: str, key: str
     )
 
 
-def synthetic_layout(name: str) -> dict[str, dict[str, str]]:
-    """Where the generate_demo rule writes a synthetic dataset; its config must name these paths."""
+def synthetic_layout(name: str, family: str = "hicodet") -> dict[str, dict[str, str]]:
+    """Where the generate_demo rules write a synthetic dataset; its config must name these paths.
+
+    The HICO-DET-style family writes `{split}.json`; the V-COCO-style family the official release layout
+    (`vcoco/vcoco_{split}.json` beside `splits/` and the COCO instances file).
+    """
     root = f"results/data/{name}"
+    annotations = {"hicodet": "{root}/{split}.json", "vcoco": "{root}/vcoco/vcoco_{split}.json"}[family]
     return {
         split: {
-            "annotations": f"{root}/{split}.json",
+            "annotations": annotations.format(root=root, split=split),
             "images": f"{root}/images/{split}",
             "detections": f"{root}/detections_{split}.json",
         }
@@ -192,7 +214,8 @@ def synthetic_layout(name: str) -> dict[str, dict[str, str]]:
 
 
 def check_synthetic_layout(name: str, dataset: DatasetConfig) -> None:
-    expected = synthetic_layout(name)
+    assert dataset.synthetic is not None
+    expected = synthetic_layout(name, dataset.synthetic.family)
     for split, files in expected.items():
         actual = dataset.splits.get(split)
         for key, path in files.items():
@@ -214,11 +237,13 @@ def bank_settings(project: ProjectConfig, run: RunConfig) -> dict[str, Any]:
     """What decides a run's knowledge bank: the training split's class lists and the text model."""
     dataset = project.datasets[run.dataset]
     split = dataset.train_split
+    model = bank_model(run)
     return {
         "dataset": run.dataset,
         "split": split,
         "annotations": dataset.splits[split].annotations,
         "clip": computation_dict(bank_clip(run)),
+        "model": {key: getattr(model, key) for key in stage_spec("embed_prompts").reads("model") or ()},
     }
 
 
@@ -351,7 +376,7 @@ class Workflow:
             return {"detector": self.project.detectors[wildcards["detector"]]}
         run = self.run(self._job_run(wildcards))
         if spec.name == "embed_prompts":
-            return {"clip": bank_clip(run)}
+            return {"clip": bank_clip(run), "model": bank_model(run)}
         return {section: getattr(run, section) for section in spec.sections}
 
     def values(self, stage: str, wildcards: Mapping[str, str]) -> dict[str, Any]:
@@ -376,16 +401,39 @@ class Workflow:
             return {"split": self.split(run, "test"), "out_dir": run_dir(run)}
         if stage == "summarize":
             return {"names": ["full_model", *run_ablations(self.project, run)]}
+        if stage == "figures":
+            from hoi_pipeline.code_version import stage_code_digest
+            from hoi_pipeline.report.paper import paper_backbone
+
+            test, train = self.split(run, "test"), self.split(run, "train")
+            stages = ("detect", "embed_prompts", "train", "infer", "evaluate")
+            return {
+                "run_name": run, "split": test, "train_split": train,
+                "images": self.files(dataset, test)["images"],
+                "paper_backbone": paper_backbone(self.project, run),
+                "code_versions": json.dumps({s: stage_code_digest(stage_spec(s).module) for s in stages}),
+                "out_dir": f"{run_dir(run)}/figures",
+            }  # fmt: skip
         raise KeyError(f"no option values for stage '{stage}'")
 
     # ------------------------------------------------------------------------------- rule inputs
     def inputs(self, stage: str, wildcards: Mapping[str, str]) -> dict[str, Any]:
-        """A job's input files, named as its stage's options (plus dependencies such as weights)."""
-        w = _plain(wildcards)
+        """A job's input files, named as its stage's options, plus dependencies (weights, annotation files)."""
+        return self._inputs(stage, _plain(wildcards))
+
+    def _annotations(self, dataset: str, split: str, key: str = "annotations") -> dict[str, Any]:
+        """A split's annotation input, and the files read beside it (official V-COCO: ids and COCO instances)."""
+        from hoi_pipeline.datasets import annotation_files
+
+        path = self.files(dataset, split)["annotations"]
+        extra = [str(p) for p in annotation_files(path, split) if str(p) != path]
+        return {key: path, f"{key}_files": extra}
+
+    def _inputs(self, stage: str, w: dict[str, str]) -> dict[str, Any]:
         if stage == "detect":
             files = self.files(w["dataset"], w["split"])
             detector = self.project.detectors[w["detector"]]
-            inputs: dict[str, Any] = {"annotations": files["annotations"], "weights": local_weights(detector.weights)}
+            inputs: dict[str, Any] = {**self._annotations(w["dataset"], w["split"]), "weights": local_weights(detector.weights)}
             if detector.backend == "precomputed":
                 if "detections" not in files:
                     raise ConfigError(
@@ -398,12 +446,14 @@ class Workflow:
         cfg = self.run(run)
         if stage == "embed_prompts":
             split = self.split(run, "train")
-            return {"annotations": self.files(cfg.dataset, split)["annotations"],
-                    "weights": local_weights(bank_clip(cfg).pretrained)}  # fmt: skip
+            inputs = {**self._annotations(cfg.dataset, split), "weights": local_weights(bank_clip(cfg).pretrained)}
+            if bank_model(cfg).bank_text_model:
+                inputs["text_model"] = bank_model(cfg).bank_text_model  # the local RoBERTa folder (Table 2 Exp 10)
+            return inputs
         if stage == "train":
             split = self.split(run, "train")
             return {
-                "annotations": self.files(cfg.dataset, split)["annotations"],
+                **self._annotations(cfg.dataset, split),
                 "proposals": self.proposals(run, split),
                 "bank": f"{bank_dir(self.bank_of(run))}/knowledge_bank.h5",
                 "weights": local_weights(cfg.clip.pretrained),
@@ -416,16 +466,30 @@ class Workflow:
                     "bank_settings": f"{bank_dir(self.bank_of(run))}/settings.yaml"}  # fmt: skip
         if stage == "infer":
             return {
-                "annotations": self.files(cfg.dataset, w["split"])["annotations"],
+                **self._annotations(cfg.dataset, w["split"]),
                 "proposals": self.proposals(run, w["split"]),
                 "checkpoint": f"{run_dir(run)}/train/model.pt",
             }
         if stage == "evaluate":
             split = self.split(run, "test")
-            return {"annotations": self.files(cfg.dataset, split)["annotations"],
-                    "detections": f"{run_dir(run)}/detections_{split}.h5"}  # fmt: skip
+            return {**self._annotations(cfg.dataset, split), "detections": f"{run_dir(run)}/detections_{split}.h5"}
         if stage == "summarize":
             return {"metrics": [f"results/{name}/metrics.csv" for name in [run, *ablation_runs(self.project, run)]]}
+        if stage == "figures":
+            test, train = self.split(run, "test"), self.split(run, "train")
+            ablations = f"{run_dir(run)}/ablations.csv"
+            return {
+                **self._annotations(cfg.dataset, test),
+                **self._annotations(cfg.dataset, train, "train_annotations"),
+                "detections": f"{run_dir(run)}/detections_{test}.h5",
+                "proposals": self.proposals(run, test),
+                "checkpoint": f"{run_dir(run)}/train/model.pt",
+                "losses": f"{run_dir(run)}/train/losses.csv",
+                "metrics": f"{run_dir(run)}/metrics.csv",
+                "per_class": f"{run_dir(run)}/per_class_ap.csv",
+                # the run's ablation table joins once it is built (building it is a target of its own)
+                "ablations": [ablations] if run in self.project.runs and Path(ablations).exists() else [],
+            }
         raise KeyError(f"no inputs for stage '{stage}'")
 
     # --------------------------------------------------------------------------- rule params
@@ -463,7 +527,7 @@ class Workflow:
         spec = stage_spec(stage)
         params: dict[str, Callable | str] = {}
         for section in spec.sections:
-            for key in self._section_fields(section):
+            for key in spec.reads(section) or self._section_fields(section):
                 params[_param_name(f"set_{section}_{key}")] = self._section_param(stage, section, key)
         for option in spec.options:
             if option.role == "value":

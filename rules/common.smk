@@ -23,7 +23,10 @@ except ConfigError as error:
     raise WorkflowError(f"invalid configuration: {error}") from None
 validate(config, "../schemas/config.schema.yaml")
 RUNS = WF.runs
-SYNTHETIC = [name for name, d in PROJECT.datasets.items() if d.synthetic is not None]
+SYNTHETIC_FAMILIES = {
+    family: [name for name, d in PROJECT.datasets.items() if d.synthetic is not None and d.synthetic.family == family]
+    for family in ("hicodet", "vcoco")
+}
 STAGE_SHELL = "{params.command} > {log:q} 2>&1"
 
 

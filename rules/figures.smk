@@ -1,10 +1,6 @@
 # Figures and tables of a run for people: results/{run}/figures/index.md (a Markdown gallery) and the files
 # Snakemake's report shows (`snakemake results/{run}/figures/index.md --report results/{run}/report.html`).
 # The ablation table joins once results/{run}/ablations.csv exists (building it is a separate target).
-import json
-import os
-
-from hoi_pipeline.report.paper import paper_backbone
 
 
 report: "../report/workflow.rst"
@@ -12,17 +8,7 @@ report: "../report/workflow.rst"
 
 rule figures:
     input:
-        annotations=lambda w: run_split_file(w.run, "test", "annotations"),
-        train_annotations=lambda w: run_split_file(w.run, "train", "annotations"),
-        detections=lambda w: f"results/{w.run}/detections_{split_name(w.run, 'test')}.h5",
-        proposals=lambda w: proposals_path(w.run, split_name(w.run, "test")),
-        checkpoint=lambda w: checkpoint_path(w.run),
-        metrics="results/{run}/metrics.csv",
-        per_class="results/{run}/per_class_ap.csv",
-        # the run's ablation table once it is built (a configured run only; ablation variants have none)
-        ablations=lambda w: [
-            p for p in [f"results/{w.run}/ablations.csv"] if w.run in PROJECT.runs and os.path.exists(p)
-        ],
+        unpack(stage_inputs("figures")),
     output:
         index="results/{run}/figures/index.md",
         metrics=report(
@@ -83,23 +69,12 @@ rule figures:
         ),
         provenance_json="results/{run}/figures/provenance.json",
     params:
-        config=lambda w: run_sections(w, "eval"),
-        split=lambda w: split_name(w.run, "test"),
-        train_split=lambda w: split_name(w.run, "train"),
-        images=lambda w: run_split_file(w.run, "test", "images"),
-        # until rule train declares losses.csv as an output, it is read beside the checkpoint it belongs to
-        losses=lambda w: f"results/{wf.training_owner(RUNS, w.run)}/train/losses.csv",
-        paper_backbone=lambda w: paper_backbone(PROJECT, w.run) or "",
-        code_versions=json.dumps(
-            {stage: code(stage) for stage in ("detect", "embed_prompts", "train", "infer", "evaluate")}
-        ),
-        out_dir=lambda w: f"results/{w.run}/figures",
-        code=code("figures"),
+        **stage_params("figures"),
     log:
         "results/logs/figures/{run}.log",
     benchmark:
         "results/benchmarks/figures/{run}.tsv"
     conda:
         "../envs/cpu.yaml"
-    script:
-        "scripts/figures.py"
+    shell:
+        STAGE_SHELL

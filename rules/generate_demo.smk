@@ -1,4 +1,5 @@
-# Synthetic demo scenes: images, HICO-DET-format annotations and detector-like detections.
+# Synthetic demo scenes: images, annotations and detector-like detections, in the HICO-DET json layout
+# (family hicodet) or the official V-COCO release layout (family vcoco; hoi_pipeline/datasets/synthetic/).
 
 
 rule generate_demo:
@@ -11,7 +12,7 @@ rule generate_demo:
     params:
         **stage_params("generate_demo"),
     wildcard_constraints:
-        dataset=_alternatives(SYNTHETIC),
+        dataset=_alternatives(SYNTHETIC_FAMILIES["hicodet"]),
     log:
         "results/logs/generate_demo/{dataset}.log",
     benchmark:
@@ -33,5 +34,26 @@ rule init_clip:
         "results/benchmarks/init_clip/{model}.tsv"
     conda:
         "../envs/gpu.yaml"
+    shell:
+        STAGE_SHELL
+
+
+rule generate_demo_vcoco:
+    output:
+        coco="results/data/{dataset}/instances_vcoco_all_2014.json",
+        annotations=expand("results/data/{{dataset}}/vcoco/vcoco_{part}.json", part=("train", "test")),
+        ids=expand("results/data/{{dataset}}/splits/vcoco_{part}.ids", part=("train", "test", "all")),
+        detections=expand("results/data/{{dataset}}/detections_{part}.json", part=("train", "test")),
+        images=directory("results/data/{dataset}/images"),
+    params:
+        **stage_params("generate_demo"),
+    wildcard_constraints:
+        dataset=_alternatives(SYNTHETIC_FAMILIES["vcoco"]),
+    log:
+        "results/logs/generate_demo/{dataset}.log",
+    benchmark:
+        "results/benchmarks/generate_demo/{dataset}.tsv"
+    conda:
+        "../envs/cpu.yaml"
     shell:
         STAGE_SHELL

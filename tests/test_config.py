@@ -137,3 +137,20 @@ def test_local_weights_are_inputs_but_hub_tags_are_not():
     assert wf.local_weights("results/models/x.pt") == ["results/models/x.pt"]
     assert wf.local_weights("openai") == []
     assert wf.local_weights(None) == []
+
+
+def test_a_shared_job_has_the_same_settings_whichever_run_stands_for_it():
+    """A shared training or bank is one job: its settings (rerun triggers) must not depend on the run chosen."""
+    project = C.load_project_config(ROOT / "config.yaml")
+    workflow = wf.Workflow(project)
+    for stage, key_of in (("train", workflow.training_of), ("embed_prompts", workflow.bank_of)):
+        params = workflow.rerun_params(stage)
+        by_key: dict[str, set] = {}
+        for run in workflow.runs:
+            if project.datasets[workflow.run(run).dataset].synthetic is None:
+                continue  # real datasets are not on this machine (their option values check the files)
+            wildcards = {"run": run}
+            values = tuple(p(wildcards) if callable(p) else p for p in params.values())
+            by_key.setdefault(key_of(run), set()).add(values)
+        assert by_key and all(len(v) == 1 for v in by_key.values()), stage
+        assert len(by_key) < sum(1 for r in workflow.runs if project.datasets[workflow.run(r).dataset].synthetic), stage

@@ -425,32 +425,3 @@ def test_figures_stage_refuses_tables_of_other_detections(tmp_path):
     with pytest.raises(ValueError, match=r"settings \['default', 'known_object'\], but the eval config"):
         figures.run(**{**inputs, "eval_config": EvalConfig(settings=("default",))})
     assert not inputs["out_dir"].exists() or not list(inputs["out_dir"].glob("*.tmp"))
-
-
-# --------------------------------------------------------------------------------------------
-# the workflow: gallery and Snakemake report of the demo
-
-
-@pytest.mark.slow
-def test_demo_figures_and_report(tmp_path):
-    from test_workflow import REDUCED, copy_workflow, snakemake, write_yaml
-
-    workdir = copy_workflow(tmp_path / "workflow")
-    shutil.copytree(ROOT / "report", workdir / "report")
-    configs = [str(workdir / "config.yaml"), str(write_yaml(workdir / "reduced.yaml", REDUCED))]
-    snakemake(workdir, "-j2", "--configfile", *configs, "--", "results/demo/figures/index.md")
-    figures_dir = workdir / "results/demo/figures"
-    index = (figures_dir / "index.md").read_text()
-    assert [s for s in SECTIONS if s in index] == list(SECTIONS)
-    assert "it mirrors no paper setting" in index and "Not built" in index
-    for name in figures.OUTPUTS.values():
-        assert (figures_dir / name).stat().st_size > 0, name
-    snakemake(workdir, "--report", "results/demo/report.html", "--configfile", *configs, "--",
-              "results/demo/figures/index.md")  # fmt: skip
-    report = (workdir / "results/demo/report.html").read_text()
-    for category in ("Metrics", "Training", "Per-class AP", "Qualitative", "Ablations", "Provenance"):
-        assert f'"{category}"' in report, category
-    for name in ("training_curves.png", "qualitative.png", "precision_recall.png", "provenance.html"):
-        assert name in report, name
-    assert "self-taught relatedness loss" in report  # a caption
-    assert not list(workdir.rglob("*.tmp")), "a temporary file was left behind"

@@ -27,7 +27,7 @@ REDUCED = {
 }  # fmt: skip
 
 
-WORKFLOW_FILES = ("Snakefile", "rules", "schemas", "envs", "config.yaml", "hoi_pipeline")
+WORKFLOW_FILES = ("Snakefile", "rules", "schemas", "envs", "report", "config.yaml", "hoi_pipeline")
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -278,3 +278,31 @@ def test_a_code_change_reruns_the_stages_that_run_it(demo_copy, module, expected
     result = snakemake(demo_copy, "-n", "--configfile", *map(str, configs), "--", "results/demo/metrics.csv")
     assert set(planned_rules(demo_copy, "results/demo/metrics.csv", *configs)) == expected
     assert f"code hoi_pipeline/{module}" in result.stdout  # the dry run names the changed file
+
+
+@pytest.mark.slow
+def test_demo_figures_and_report(demo_copy):
+    """The figures rule on the demo run: every figure, the Markdown gallery and Snakemake's report."""
+    from hoi_pipeline.stages import figures
+
+    configs = [str(demo_copy / "config.yaml"), str(demo_copy / "reduced.yaml")]
+    # the figures read only what the run already made: nothing upstream reruns
+    assert set(planned_rules(demo_copy, "results/demo/figures/index.md", *map(Path, configs))) == {"figures"}
+    snakemake(demo_copy, "-j2", "--configfile", *configs, "--", "results/demo/figures/index.md")
+    figures_dir = demo_copy / "results/demo/figures"
+    index = (figures_dir / "index.md").read_text()
+    from test_report import SECTIONS
+
+    assert [s for s in SECTIONS if s in index] == list(SECTIONS)
+    assert "it mirrors no paper setting" in index and "Not built" in index
+    for name in figures.OUTPUTS.values():
+        assert (figures_dir / name).stat().st_size > 0, name
+    snakemake(demo_copy, "--report", "results/demo/report.html", "--configfile", *configs, "--",
+              "results/demo/figures/index.md")  # fmt: skip
+    report = (demo_copy / "results/demo/report.html").read_text()
+    for category in ("Metrics", "Training", "Per-class AP", "Qualitative", "Ablations", "Provenance"):
+        assert f'"{category}"' in report, category
+    for name in ("training_curves.png", "qualitative.png", "precision_recall.png", "provenance.html"):
+        assert name in report, name
+    assert "self-taught relatedness loss" in report  # a caption
+    assert not list(demo_copy.rglob("*.tmp")), "a temporary file was left behind"

@@ -16,6 +16,7 @@ A stage receives its config sections as keywords named after them (`eval` arrive
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,12 @@ class StageSpec:
     help: str
     sections: tuple[str, ...] = ()
     options: tuple[Option, ...] = ()
+    # for a section the stage reads only in part: the keys it reads (the others do not rerun it)
+    section_keys: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def reads(self, section: str) -> tuple[str, ...] | None:
+        """The keys of `section` the stage reads, or None for all of them."""
+        return dict(self.section_keys).get(section)
 
     @property
     def name(self) -> str:
@@ -123,8 +130,9 @@ STAGES: tuple[StageSpec, ...] = (
     ),
     StageSpec(
         "embed-prompts", "hoi_pipeline.stages.embed_prompts",
-        "CLIP text embeddings of the HOI class prompts (knowledge bank)",
-        sections=("clip",),
+        "text embeddings of the HOI class prompts (the knowledge bank W_T): CLIP, or RoBERTa (Table 2 Exp 10)",
+        sections=("clip", "model"),
+        section_keys=(("model", ("bank_source", "bank_text_model")),),
         options=(ANNOTATIONS, _split("train"), _output("out", "knowledge bank file to write")),
     ),
     StageSpec(
@@ -152,6 +160,40 @@ STAGES: tuple[StageSpec, ...] = (
             ANNOTATIONS, _split("test"),
             _input("detections", "detections HDF5 (infer stage)"),
             _value("out_dir", "folder for metrics.csv, per_class_ap.csv, table.md", cli="--out"),
+        ),
+    ),
+    StageSpec(
+        "figures", "hoi_pipeline.stages.figures",
+        "a run's figures, tables and Markdown gallery (results/{run}/figures/)",
+        sections=("eval",),
+        options=(
+            _value("run_name", "run name (shown in the figures)", type=str),
+            ANNOTATIONS, _split("test"),
+            _input("train_annotations", "the training split's annotation file (class counts)"),
+            _value("train_split", "training split name", type=str, default="train"),
+            IMAGES,
+            _input("detections", "detections HDF5 of the test split (infer stage)"),
+            _input("proposals", "proposals HDF5 of the test split (detect stage)"),
+            _input("checkpoint", "trained model (model.pt)"),
+            _input("losses", "losses.csv of the training"),
+            _input("metrics", "metrics.csv (evaluate stage)"),
+            _input("per_class", "per_class_ap.csv (evaluate stage)"),
+            _input("ablations", "ablations.csv of the run, when built", default=None),
+            _value("paper_backbone", "RN50 or RN101: show the paper's numbers of that backbone", type=str, default=None),
+            _value("code_versions", "JSON map stage -> code version, for the provenance table", type=json.loads,
+                   default=None),
+            _value("examples", "successes and failures drawn", type=int, default=4),
+            _value("top", "tuples drawn per example image", type=int, default=3),
+            _value("out_dir", "folder of the figures", cli="--out"),
+        ),
+    ),
+    StageSpec(
+        "enhance-with-clip", "hoi_pipeline.stages.enhance_with_clip",
+        "a trained model whose pair scores are multiplied by CLIP zero-shot scores (Table 3 Abl 3)",
+        options=(
+            _input("checkpoint", "trained model (model.pt) to enhance"),
+            _input("bank", "CLIP knowledge bank of the prompts"),
+            _output("out", "enhanced model.pt to write"),
         ),
     ),
     StageSpec(
