@@ -112,7 +112,11 @@ class DetectorConfig:
     max_humans: int = 15  # UPT max_instances, SCG max_human
     min_objects: int = 3  # UPT min_instances
     max_objects: int = 15  # UPT max_instances, SCG max_object
-    on_bad_image: Literal["error", "skip"] = "error"  # skip: unreadable images get no proposals, listed in attrs
+    # skip: an unreadable image gets no proposals and is listed in the proposals file; training and
+    # inference then leave it out (counted in their logs, listed in the detections file)
+    on_bad_image: Literal["error", "skip"] = "error"
+    # precomputed backend: true lets images of the split that the detections json lacks go without detections
+    allow_missing_images: bool = False
 
     def __post_init__(self) -> None:
         for name in ("detector_score_threshold", "human_score_threshold", "object_score_threshold", "nms_threshold"):
