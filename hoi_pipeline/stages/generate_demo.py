@@ -5,22 +5,21 @@ Writes into `out_dir` (the config's demo dataset paths):
   images/train/*.png, images/test/*.png
   detections_train.json, detections_test.json the detections-import format (precomputed backend)
 
-Everything is written into a temporary folder inside `out_dir` and moved into place at the end
-(images first, annotation files last), so an interrupted run leaves no partial dataset behind.
+The five outputs are one set (`hoi_pipeline.artifacts.atomic_outputs`): written under temporary
+names and renamed into place together at the end (the old images folder is replaced whole), so an
+interrupted run leaves no partial dataset behind and two runs never leave a mix.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
+from hoi_pipeline.artifacts import atomic_outputs
 from hoi_pipeline.config import SyntheticConfig
 from hoi_pipeline.datasets.detections_json import write_detections_json
 from hoi_pipeline.datasets.hicodet import save_hicodet_json
@@ -52,24 +51,19 @@ def run(*, settings: SyntheticConfig, out_dir: Path) -> None:
             noise=noise,
             progress=bar.update,
         )
-    staging = Path(tempfile.mkdtemp(prefix=".generate_demo.", dir=out_dir))
-    try:
+    # renamed in this order: the annotation files, which name the images, come last
+    names = ["images"] + [f"detections_{name}.json" for name in SPLITS] + [f"{name}.json" for name in SPLITS]
+    with atomic_outputs(*(out_dir / name for name in names), folders=[out_dir / "images"]) as temps:
+        temp = dict(zip(names, temps))
         for name, split in splits.items():
-            folder = staging / "images" / name
+            folder = temp["images"] / name
             folder.mkdir(parents=True)
             for annotation, image in zip(split.annotations.images, split.images):
                 image.save(folder / annotation.filename, compress_level=3)
-            save_hicodet_json(split.annotations, staging / f"{name}.json")
+            save_hicodet_json(split.annotations, temp[f"{name}.json"])
             write_detections_json(
-                staging / f"detections_{name}.json", split.detections, split.annotations.vocabulary.objects
+                temp[f"detections_{name}.json"], split.detections, split.annotations.vocabulary.objects
             )
-        _replace(staging / "images", out_dir / "images", staging)
-        for name in SPLITS:
-            os.replace(staging / f"detections_{name}.json", out_dir / f"detections_{name}.json")
-        for name in SPLITS:
-            os.replace(staging / f"{name}.json", out_dir / f"{name}.json")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     vocabulary = splits["train"].annotations.vocabulary
     log.info(
         "wrote %s: %d train / %d test images, %d HOI classes (%d rare), %d / %d pairs in %.1f s",
@@ -82,10 +76,3 @@ def run(*, settings: SyntheticConfig, out_dir: Path) -> None:
         sum(a.num_pairs for a in splits["test"].annotations.images),
         time.perf_counter() - start,
     )
-
-
-def _replace(source: Path, target: Path, staging: Path) -> None:
-    """Move folder `source` onto `target`; an old `target` goes into the staging folder (deleted later)."""
-    if target.exists():
-        os.replace(target, staging / "previous_images")
-    os.replace(source, target)
