@@ -210,6 +210,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
 
 
+def refuse_overwriting_inputs(outputs: Sequence[str | os.PathLike], inputs: Sequence[str | os.PathLike | None]) -> None:
+    """A ValueError when an output path is one of the inputs (the same file, also through links)."""
+    existing = {os.path.realpath(p): Path(p) for p in inputs if p is not None and Path(p).exists()}
+    for output in outputs:
+        if os.path.realpath(output) in existing:
+            raise ValueError(f"{output}: is also an input of this stage ({existing[os.path.realpath(output)]}); "
+                             "write the output elsewhere")
+
+
 def _made_folder(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return folder
@@ -256,7 +265,7 @@ def _write_error(error: BaseException, targets: Sequence[Path]) -> OutputWriteEr
     reason = None
     if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
         reason = os.strerror(error.errno)
-    else:  # torch.save and libhdf5 report a full disk without an errno
+    elif getattr(error, "errno", None) is None:  # torch.save and libhdf5 report a full disk without an errno
         with contextlib.suppress(OSError):
             free = shutil.disk_usage(targets[0].parent).free
             if free < LOW_SPACE_BYTES:

@@ -149,7 +149,8 @@ class ClipConfig:
     """
 
     model: str = "RN50"  # open_clip model name (RN50, RN101, RN50-quickgelu, hoi-tiny-rn, ...)
-    pretrained: str | None = "openai"  # open_clip tag, a local weights file, or None for random init
+    # open_clip tag, a local weights file, "random" (a seeded random init, any model, no file), or None (unseeded)
+    pretrained: str | None = "openai"
     # prompt of each HOI class; fields {verb_ing} {article} {object} (and {verb}, the base form)
     template: str = "a person {verb_ing} {article} {object}"
     image_size: int | None = None  # None = the model's own input size (RN: a multiple of 32)

@@ -43,7 +43,7 @@ def check_boxes(boxes: np.ndarray, where: Where, what: str) -> None:
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"{_place(where, k)}: '{what}' is {[_number(v) for v in boxes[k]]}; a box must be finite "
+            f"{_place(where, k)}: '{what}' is [{', '.join(_number(v) for v in boxes[k])}]; a box must be finite "
             "(x1, y1, x2, y2) with x2 >= x1 and y2 >= y1"
         )
 

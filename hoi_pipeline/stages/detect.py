@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hoi_pipeline.artifacts import write_proposals
+from hoi_pipeline.artifacts import refuse_overwriting_inputs, write_proposals
 from hoi_pipeline.config import DetectorConfig, to_dict
 from hoi_pipeline.datasets import load_annotations
 from hoi_pipeline.detection.postprocess import PostprocessSettings
@@ -33,6 +33,7 @@ def run(
     detections: Path | None,
     out: Path,
 ) -> None:
+    refuse_overwriting_inputs([out], [annotations, detections])
     data = load_annotations(annotations, split)
     objects = data.vocabulary.objects
     filenames = data.filenames

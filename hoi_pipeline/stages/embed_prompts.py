@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from hoi_pipeline.artifacts import refuse_overwriting_inputs
 from hoi_pipeline.config import ClipConfig, to_dict
 from hoi_pipeline.datasets import load_annotations
 from hoi_pipeline.devices import resolve_device
@@ -29,6 +30,7 @@ BATCH_SIZE = 256
 
 def run(*, clip: ClipConfig, annotations: Path, split: str, out: Path) -> None:
     """Build the prompts of the split's HOI classes, encode them with CLIP's text tower, write `out`."""
+    refuse_overwriting_inputs([out], [annotations])
     vocabulary = load_annotations(annotations, split).vocabulary
     prompts = build_prompts(vocabulary, clip.template)
     device = resolve_device(clip.device, "clip.device")

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hoi_pipeline.artifacts import file_digest, write_detections
+from hoi_pipeline.artifacts import file_digest, refuse_overwriting_inputs, write_detections
 from hoi_pipeline.config import InferConfig, to_dict
 from hoi_pipeline.devices import autocast, resolve_device
 from hoi_pipeline.scoring import FACTOR_NAMES, fuse_scores, select_top_k
@@ -221,6 +221,7 @@ def run(
     from hoi_pipeline.datasets.hoi_images import HOIImageDataset
 
     start = time.perf_counter()
+    refuse_overwriting_inputs([out], [annotations, proposals, checkpoint])
     device = resolve_device(infer.device, "infer.device")
     data = load_annotations(annotations, split)
     model, info = load_trained_model(checkpoint, device)

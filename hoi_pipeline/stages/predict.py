@@ -98,6 +98,8 @@ def check_images(paths: Sequence[Path]) -> None:
 
 def check_output_folder(out_dir: Path, paths: Sequence[Path]) -> None:
     """The output folder must not hold an input image (its drawing could overwrite it, or become an input)."""
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ValueError(f"--out {out_dir}: is a file; give the folder for the results")
     folder = Path(out_dir).resolve()
     inside = [path for path in paths if path.resolve().parent == folder]
     if inside:

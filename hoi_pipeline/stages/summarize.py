@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hoi_pipeline.artifacts import atomic_outputs
+from hoi_pipeline.artifacts import atomic_outputs, refuse_overwriting_inputs
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,7 @@ def run(*, metrics: list[Path], names: list[str], out: Path) -> None:
     out = Path(out)
     if out.suffix != ".csv":
         raise ValueError(f"{out}: the table to write must be a .csv file (its .md is written beside it)")
-    if any(Path(path).resolve() == out.resolve() for path in metrics):
-        raise ValueError(f"{out}: is one of the --metrics inputs; write the table elsewhere")
+    refuse_overwriting_inputs([out, out.with_suffix(".md")], metrics)
     table = collect_metrics(metrics, names)
     with atomic_outputs(out, out.with_suffix(".md")) as (csv_tmp, md_tmp):
         table.to_csv(csv_tmp, index=False)
