@@ -53,7 +53,7 @@ SKIPPED_IMAGES = "skipped_images"  # string dataset: images left out as unreadab
 LOCK_NAME = ".hoi-pipeline.lock"
 # errors that say the disk (not the code) refused the write
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
-LOW_SPACE_BYTES = 1 << 20  # after a write failed without an errno (torch.save), this little free space means "disk full"
+LOW_SPACE_BYTES = 1 << 20  # a write failed without an errno (torch.save) and this little space is free: "disk full"
 
 
 class InputFileError(ValueError):
@@ -81,7 +81,8 @@ class OutputWriteError(OSError, ValueError):
 # --------------------------------------------------------------------------------------------
 # locking an output folder and writing outputs atomically
 
-_locks = threading.local()  # folder -> (fd, depth) held by this thread
+_locks = threading.local()  # .held: folder -> [fd, depth] of the locks this thread holds
+NO_LOCKING_ERRNOS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS})  # file systems without flock
 
 
 @contextlib.contextmanager
@@ -124,6 +125,12 @@ def _acquire(lock_path: Path) -> int:
                     log.info("%s: another run is writing there; waiting for it", lock_path.parent)
                     waited = True
                 fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as error:
+                if error.errno not in NO_LOCKING_ERRNOS:
+                    raise
+                log.warning("%s: the file system cannot lock files (%s); writing without a lock", lock_path.parent,
+                            os.strerror(error.errno))  # fmt: skip
+                return fd
             try:
                 current = os.stat(lock_path)
             except FileNotFoundError:
@@ -181,7 +188,10 @@ def atomic_outputs(*paths: str | os.PathLike, folders: Collection[str | os.PathL
             for parent in sorted({os.path.realpath(_made_folder(t.parent)) for t in targets}):  # one order: no deadlock
                 stack.enter_context(folder_lock(parent))
         except OSError as error:
-            raise _write_error(error, targets) from error
+            failure = _write_error(error, targets)
+            if failure is None:
+                raise
+            raise failure from error
         temps: list[Path] = []
         try:
             for target in targets:
@@ -405,7 +415,8 @@ class RaggedH5:
         """A corrupted block (libhdf5: "Can't synchronously read data") as one line naming the file."""
         detail = " ".join(str(error).split())
         return InputFileError(
-            f"{self.path}: cannot read {what}, the file is damaged ({detail}); delete it and rerun the stage that made it"
+            f"{self.path}: cannot read {what}, the file is damaged ({detail}); "
+            "delete it and rerun the stage that made it"
         )
 
     def rows(self, i: int, names: Sequence[str]) -> dict[str, np.ndarray]:

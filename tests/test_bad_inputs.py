@@ -171,10 +171,11 @@ def test_no_stage_writes_over_its_inputs(tmp_path, checkpoint, caplog):
     before = snapshot(tmp_path)
     same_as_input = {
         "infer": infer_args(split, checkpoint, split["proposals"]),
-        "detect": ["detect", "--config-json", json.dumps({"detector": {"backend": "precomputed"}}), "--annotations",
-                   str(split["annotations"]), "--images", str(split["images"]), "--detections", str(tmp_path / "d.json"),
-                   "--out", str(split["annotations"])],
-        "summarize": ["summarize", "--metrics", str(tmp_path / "m.csv"), "--names", "x", "--out", str(tmp_path / "m.csv")],
+        "detect": ["detect", "--config-json", json.dumps({"detector": {"backend": "precomputed"}}),
+                   "--annotations", str(split["annotations"]), "--images", str(split["images"]),
+                   "--detections", str(tmp_path / "d.json"), "--out", str(split["annotations"])],
+        "summarize": ["summarize", "--metrics", str(tmp_path / "m.csv"), "--names", "x",
+                      "--out", str(tmp_path / "m.csv")],
     }  # fmt: skip
     (tmp_path / "m.csv").write_text("setting,full\ndefault,1.0\n")
     before["m.csv"] = (tmp_path / "m.csv").read_bytes()
@@ -377,7 +378,8 @@ def tiny_payload() -> dict:
 
 
 ANNOTATION_CASES = {
-    "hoi -1": (lambda p: p["annotation"][1].update(hoi=[-1]), "annotation[1] ('img1.png'), pair 0: 'hoi' is -1, outside 0..2"),
+    "hoi -1": (lambda p: p["annotation"][1].update(hoi=[-1]),
+               "annotation[1] ('img1.png'), pair 0: 'hoi' is -1, outside 0..2"),
     "hoi past the classes": (lambda p: p["annotation"][0].update(hoi=[3]), "'hoi' is 3, outside 0..2"),
     "verb past the verbs": (lambda p: p["annotation"][0].update(verb=[2]), "'verb' is 2, outside 0..1"),
     "verb disagrees with hoi": (lambda p: p["annotation"][0].update(verb=[0]), "must agree with 'correspondence'"),
@@ -407,7 +409,8 @@ def test_bad_annotation_values_are_refused_when_loaded(tmp_path, caplog, case):
 def test_bad_mat_annotations_are_refused_when_loaded(tmp_path):
     path = tmp_path / "anno_bbox.mat"
     write_tiny_mat(path, [image("t.jpg", [visible(1, boxes((50, 1, 10, 10)), boxes((1, 1, 5, 5)), [[1, 1]])])])
-    with pytest.raises(ValueError, match=r"anno_bbox.mat: image 't.jpg', hoi entry 1, bboxhuman box 1: 'bboxhuman' is \[50, 1, 10, 10\]"):
+    message = r"anno_bbox.mat: image 't.jpg', hoi entry 1, bboxhuman box 1: 'bboxhuman' is \[50, 1, 10, 10\]"
+    with pytest.raises(ValueError, match=message):
         load_annotations(path, "test")
     write_tiny_mat(path, [image("t.jpg", [visible(0, boxes((1, 1, 10, 10)), boxes((1, 1, 5, 5)), [[1, 1]])])])
     with pytest.raises(ValueError, match=r"image 't.jpg', hoi entry 1: HOI class id 0 is not an integer in 1..3"):
@@ -421,17 +424,18 @@ def test_bad_mat_annotations_are_refused_when_loaded(tmp_path):
 CONFIG_CASES = {
     "infer.gamma NaN": ("infer", {"infer": {"gamma": float("nan")}}, "infer.gamma: expected a finite number, got nan"),
     "infer.gamma Inf": ("infer", {"infer": {"gamma": float("inf")}}, "infer.gamma: expected a finite number, got inf"),
-    "eval.iou_threshold 0": ("evaluate", {"eval": {"iou_threshold": 0}}, "eval: iou_threshold must lie in (0, 1], got 0.0"),
-    "eval.iou_threshold 1.5": ("evaluate", {"eval": {"iou_threshold": 1.5}}, "eval: iou_threshold must lie in (0, 1], got 1.5"),
-    "eval.settings []": ("evaluate", {"eval": {"settings": []}}, "eval: settings must name at least one entry, each once, got []"),
+    "eval.iou_threshold 0": ("evaluate", {"eval": {"iou_threshold": 0}}, "eval: iou_threshold must lie in (0, 1]"),
+    "eval.iou_threshold 1.5": ("evaluate", {"eval": {"iou_threshold": 1.5}}, "eval: iou_threshold must lie in (0, 1]"),
+    "eval.settings []": ("evaluate", {"eval": {"settings": []}}, "eval: settings must name at least one entry"),
     "eval.scenarios []": ("evaluate", {"eval": {"scenarios": []}}, "eval: scenarios must name at least one entry"),
-    "train.gpus -1": ("train", {"train": {"gpus": -1}}, "train: gpus must be >= 1 (the processes torchrun starts), got -1"),
+    "train.gpus -1": ("train", {"train": {"gpus": -1}}, "train: gpus must be >= 1 (the processes torchrun starts)"),
     "train.gpus 0": ("train", {"train": {"gpus": 0}}, "train: gpus must be >= 1"),
     "train.lr_gamma 0": ("train", {"train": {"lr_gamma": 0}}, "train: lr_gamma must be a number > 0"),
     "train.lr_gamma -0.1": ("train", {"train": {"lr_gamma": -0.1}}, "train: lr_gamma must be a number > 0"),
 }  # fmt: skip
 STAGE_FILES = {
-    "infer": ["--annotations", "a.json", "--images", "i", "--proposals", "p.h5", "--checkpoint", "m.pt", "--out", "d.h5"],
+    "infer": ["--annotations", "a.json", "--images", "i", "--proposals", "p.h5", "--checkpoint", "m.pt",
+              "--out", "d.h5"],
     "evaluate": ["--annotations", "a.json", "--detections", "d.h5", "--out", "results"],
     "train": ["--annotations", "a.json", "--images", "i", "--proposals", "p.h5", "--bank", "b.h5", "--out-dir", "t"],
 }  # fmt: skip
@@ -486,7 +490,8 @@ def write_png_header(path: Path, width: int, height: int) -> None:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
 
 
 @pytest.mark.parametrize(("size", "workers"), [((12000, 9000), 1), ((30000, 30000), 0)])  # ours / Pillow's error limit

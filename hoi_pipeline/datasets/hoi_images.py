@@ -232,7 +232,7 @@ class HOIImageDataset(Dataset):
         return [i for i, name in enumerate(self.filenames) if name not in self.skipped_images]
 
     def training_indices(self) -> tuple[list[int], dict[str, int]]:
-        """Images usable for training and the counts of those skipped (unreadable, no HOI label, no human-object pair)."""
+        """Images usable for training, and counts of those left out: unreadable, no HOI label, no human-object pair."""
         if self.annotations is None:
             raise ValueError("training needs annotations (image-level labels)")
         person = self.vocabulary.person

@@ -109,7 +109,7 @@ def load_clip(clip: ClipConfig, device: str | torch.device = "cpu") -> CLIP:
         model = open_clip.create_model(clip.model, pretrained=None, **options)
         return _finish(model, device)
     if clip.pretrained == RANDOM_INIT:
-        log.info("CLIP %s: seeded random init (clip.pretrained: %s, seed %d)", clip.model, RANDOM_INIT, RANDOM_INIT_SEED)
+        log.info("CLIP %s: random init with seed %d (clip.pretrained: %s)", clip.model, RANDOM_INIT_SEED, RANDOM_INIT)
         return _finish(random_init_clip(clip.model, RANDOM_INIT_SEED, **options), device)
 
     path, tag_config = _weights_file(clip)
