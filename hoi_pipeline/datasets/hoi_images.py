@@ -312,7 +312,6 @@ class HOIImageDataset(Dataset):
             object=obj,
         )
 
-
     def _read(self, filename: str) -> Image.Image:
         """The image, or an `InputFileError` naming it (one line, also when raised in a DataLoader worker)."""
         path = self.images / filename
