@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -122,7 +123,11 @@ class DetectorConfig:
     max_humans: int = 15  # UPT max_instances, SCG max_human
     min_objects: int = 3  # UPT min_instances
     max_objects: int = 15  # UPT max_instances, SCG max_object
-    on_bad_image: Literal["error", "skip"] = "error"  # skip: unreadable images get no proposals, listed in attrs
+    # skip: an unreadable image gets no proposals and is listed in the proposals file; training and
+    # inference then leave it out (counted in their logs, listed in the detections file)
+    on_bad_image: Literal["error", "skip"] = "error"
+    # precomputed backend: true lets images of the split that the detections json lacks go without detections
+    allow_missing_images: bool = False
 
     def __post_init__(self) -> None:
         for name in ("detector_score_threshold", "human_score_threshold", "object_score_threshold", "nms_threshold"):
@@ -162,7 +167,8 @@ class ClipConfig:
     RUNTIME: ClassVar[tuple[str, ...]] = ("device",)
 
     model: str = "RN50"  # open_clip model name (RN50, RN101, RN50-quickgelu, hoi-tiny-rn, ...)
-    pretrained: str | None = "openai"  # open_clip tag, a local weights file, or None for random init
+    # open_clip tag, a local weights file, "random" (a seeded random init, any model, no file), or None (unseeded)
+    pretrained: str | None = "openai"
     # prompt of each HOI class; fields {verb_ing} {article} {object} (and {verb}, the base form)
     template: str = "a person {verb_ing} {article} {object}"
     # template per semantic role of a verb where the dataset defines roles (V-COCO 'obj' / 'instr', paper
@@ -286,6 +292,13 @@ class TrainConfig:
             raise ValueError("num_workers and grad_clip must be >= 0")
         if list(self.lr_milestones) != sorted(self.lr_milestones):
             raise ValueError(f"lr_milestones must be increasing, got {list(self.lr_milestones)}")
+        if self.gpus < 1:
+            raise ValueError(f"gpus must be >= 1 (the processes torchrun starts), got {self.gpus}")
+        if not (math.isfinite(self.lr_gamma) and self.lr_gamma > 0):
+            raise ValueError(f"lr_gamma must be a number > 0 (the factor at each milestone), got {self.lr_gamma}")
+        for name in ("lr_backbone", "lr_head", "weight_decay"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be a number >= 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -310,8 +323,8 @@ class InferConfig:
     precision: Literal["fp32", "fp16", "bf16"] = "bf16"
 
     def __post_init__(self) -> None:
-        if self.gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {self.gamma}")
+        if not (math.isfinite(self.gamma) and self.gamma >= 0):
+            raise ValueError(f"gamma must be a number >= 0, got {self.gamma}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0 (0 keeps all tuples), got {self.top_k}")
         if self.max_pairs < 0:
@@ -329,6 +342,14 @@ class EvalConfig:
     settings: tuple[Literal["default", "known_object"], ...] = ("default", "known_object")  # HICO-DET
     iou_threshold: float = 0.5  # min(IoU_human, IoU_object) for HICO-DET; agent and role IoU for V-COCO
     scenarios: tuple[Literal["scenario_1", "scenario_2"], ...] = ("scenario_1", "scenario_2")  # V-COCO role AP
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.iou_threshold) and 0 < self.iou_threshold <= 1):
+            raise ValueError(f"iou_threshold must lie in (0, 1], got {self.iou_threshold}")
+        for name in ("settings", "scenarios"):
+            values = list(getattr(self, name))
+            if not values or len(set(values)) != len(values):
+                raise ValueError(f"{name} must name at least one entry, each once, got {values}")
 
 
 @dataclass(frozen=True)
@@ -458,6 +479,8 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -20,7 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from hoi_pipeline.artifacts import SCHEMA_VERSION, _decode_attr, atomic_path
+from hoi_pipeline.artifacts import SCHEMA_VERSION, _decode_attr, write_h5
 from hoi_pipeline.structures import Vocabulary
 
 REQUIRED_DATASETS = ("embeddings", "prompts", "hoi_classes")
@@ -71,14 +71,16 @@ def write_knowledge_bank(
         )
     if not np.isfinite(embeddings).all():
         raise ValueError(f"{path}: embeddings contain NaN or inf")
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as h5:
-            h5.create_dataset("embeddings", data=embeddings)
-            h5.create_dataset("prompts", data=np.array(list(prompts), dtype=object), dtype=h5py.string_dtype())
-            h5.create_dataset("hoi_classes", data=hoi_classes)
-            h5.attrs["schema_version"] = SCHEMA_VERSION
-            for key, value in attrs.items():
-                h5.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+
+    def fill(h5: h5py.File) -> None:
+        h5.create_dataset("embeddings", data=embeddings)
+        h5.create_dataset("prompts", data=np.array(list(prompts), dtype=object), dtype=h5py.string_dtype())
+        h5.create_dataset("hoi_classes", data=hoi_classes)
+        h5.attrs["schema_version"] = SCHEMA_VERSION
+        for key, value in attrs.items():
+            h5.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+
+    write_h5(path, fill)
 
 
 def load_knowledge_bank(path: str | os.PathLike) -> KnowledgeBankArtifact:

@@ -306,3 +306,18 @@ def test_demo_figures_and_report(demo_copy):
         assert name in report, name
     assert "self-taught relatedness loss" in report  # a caption
     assert not list(demo_copy.rglob("*.tmp")), "a temporary file was left behind"
+
+
+@pytest.mark.slow
+def test_vcoco_demo_runs_end_to_end(demo_run, tmp_path):
+    """The synthetic V-COCO-style scenes (official layout) through every stage: role AP in both scenarios."""
+    reduced = write_yaml(tmp_path / "vcoco.yaml", {
+        "datasets": {"vcoco_demo": {"synthetic": {"num_train": 60, "num_test": 24, "image_size": 128}}},
+        "runs": {"vcoco_demo": REDUCED["runs"]["demo"]},
+    })  # fmt: skip
+    configs = [str(demo_run / "config.yaml"), str(demo_run / "reduced.yaml"), str(reduced)]
+    snakemake(demo_run, "-j2", "--configfile", *configs, "--", "results/vcoco_demo/metrics.csv")
+    metrics = pd.read_csv(demo_run / "results/vcoco_demo/metrics.csv")
+    roles = metrics.set_index("setting").loc[["scenario_1", "scenario_2"], "ap_role"]
+    assert roles.between(0, 100).all()
+    assert (demo_run / "results/data/vcoco_demo/instances_vcoco_all_2014.json").is_file()  # the official layout

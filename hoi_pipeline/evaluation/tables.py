@@ -1,7 +1,8 @@
 """Evaluation outputs: metrics.csv, per_class_ap.csv and a Markdown table like the paper's Table 1.
 
 All numbers in the files are percent at full precision (the Markdown table rounds to 2 decimals);
-classes without ground truth have AP and recall `nan`. Every file is written atomically.
+classes without ground truth have AP and recall `nan`. The three files are one set, written with
+`atomic_outputs`: two evaluations into one folder never leave a mix of their files.
 
 HICO-DET  metrics.csv:      setting, full, rare, non_rare, num_classes  (one row per setting)
           per_class_ap.csv: setting, class, name, verb, object, rare, ap, num_gt, recall, num_detections
@@ -23,16 +24,32 @@ from pathlib import Path
 
 import numpy as np
 
-from hoi_pipeline.artifacts import atomic_path
+from hoi_pipeline.artifacts import atomic_outputs
 from hoi_pipeline.evaluation.hicodet import SETTING_TITLES, EvaluationResult
 from hoi_pipeline.evaluation.vcoco import AGENT, SCENARIO_TITLES, RoleEvaluationResult, split_action_role
 
 
+OUTPUT_NAMES = ("metrics.csv", "per_class_ap.csv", "table.md")
+
+
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+    with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
+
+
+def _write_set(
+    out_dir: str | Path,
+    metrics: tuple[Sequence[str], Sequence[Sequence[object]]],
+    per_class: tuple[Sequence[str], Sequence[Sequence[object]]],
+    table: str,
+) -> None:
+    """metrics.csv, per_class_ap.csv and table.md in `out_dir`, renamed into place together."""
+    with atomic_outputs(*(Path(out_dir) / name for name in OUTPUT_NAMES)) as (metrics_tmp, per_class_tmp, table_tmp):
+        _write_csv(metrics_tmp, *metrics)
+        _write_csv(per_class_tmp, *per_class)
+        table_tmp.write_text(table)
 
 
 def _percent(value: float) -> float:
@@ -64,10 +81,8 @@ def hicodet_markdown(result: EvaluationResult, title: str = "") -> str:
 
 def write_hicodet_tables(result: EvaluationResult, out_dir: str | Path, title: str = "") -> None:
     """metrics.csv, per_class_ap.csv and table.md of a HICO-DET evaluation in `out_dir`."""
-    out_dir = Path(out_dir)
     vocab = result.vocabulary
-    _write_csv(
-        out_dir / "metrics.csv",
+    metrics = (
         ["setting", "full", "rare", "non_rare", "num_classes"],
         [[m.setting, m.full, m.rare, m.non_rare, m.num_classes] for m in result.summary()],
     )
@@ -82,9 +97,7 @@ def write_hicodet_tables(result: EvaluationResult, out_dir: str | Path, title: s
                 _percent(r.ap[c]), int(r.num_gt[c]), _percent(r.recall[c]), int(r.num_detections[c]),
             ])  # fmt: skip
     header = ["setting", "class", "name", "verb", "object", "rare", "ap", "num_gt", "recall", "num_detections"]
-    _write_csv(out_dir / "per_class_ap.csv", header, rows)
-    with atomic_path(out_dir / "table.md") as tmp:
-        tmp.write_text(hicodet_markdown(result, title))
+    _write_set(out_dir, metrics, (header, rows), hicodet_markdown(result, title))
 
 
 def _number(value: float) -> float | str:
@@ -125,9 +138,7 @@ def vcoco_markdown(result: RoleEvaluationResult, title: str = "") -> str:
 
 def write_vcoco_tables(result: RoleEvaluationResult, out_dir: str | Path, title: str = "") -> None:
     """metrics.csv, per_class_ap.csv and table.md of a V-COCO evaluation in `out_dir`."""
-    out_dir = Path(out_dir)
-    _write_csv(
-        out_dir / "metrics.csv",
+    metrics = (
         ["setting", "ap_role", "ap_agent", "num_classes", "num_gt", "num_detections", "note"],
         [
             [row.setting, _number(row.ap_role), _number(row.ap_agent), row.num_classes, row.num_gt,
@@ -151,6 +162,4 @@ def write_vcoco_tables(result: RoleEvaluationResult, out_dir: str | Path, title:
                 int(a.num_detections[i]),
             ])  # fmt: skip
     header = ["setting", "class", "name", "action", "role", "ap", "num_gt", "recall", "num_detections"]
-    _write_csv(out_dir / "per_class_ap.csv", header, rows)
-    with atomic_path(out_dir / "table.md") as tmp:
-        tmp.write_text(vcoco_markdown(result, title))
+    _write_set(out_dir, metrics, (header, rows), vcoco_markdown(result, title))

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from hoi_pipeline.artifacts import refuse_overwriting_inputs
 from hoi_pipeline.config import ClipConfig, ModelConfig, to_dict
 from hoi_pipeline.datasets import load_annotations
 from hoi_pipeline.devices import resolve_device
@@ -36,6 +37,7 @@ def run(*, clip: ClipConfig, annotations: Path, split: str, out: Path, model: Mo
 
     `model`: the run's model section; only `bank_source` / `bank_text_model` are read (None: CLIP).
     """
+    refuse_overwriting_inputs([out], [annotations])
     vocabulary = load_annotations(annotations, split).vocabulary
     prompts = build_prompts(vocabulary, clip.template, clip.role_templates, clip.verb_templates)
     device = resolve_device(clip.device, "clip.device")

@@ -16,8 +16,9 @@ written by `datasets.vcoco_official.write_vcoco_official`; parts train, val when
   splits/vcoco_<part>.ids, splits/vcoco_all.ids
   vcoco/vcoco_<part>.json
 
-Everything is written into a temporary folder inside `out_dir` and moved into place at the end
-(images first, annotation files last), so an interrupted run leaves no partial dataset behind.
+The outputs are one set (`hoi_pipeline.artifacts.atomic_outputs`): written into a staging folder,
+then renamed into place together at the end (images first, annotation files last; an old folder is
+replaced whole), so an interrupted run leaves no partial dataset behind and two runs never leave a mix.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from hoi_pipeline.artifacts import atomic_outputs
 from hoi_pipeline.config import SyntheticConfig
 from hoi_pipeline.datasets.detections_json import write_detections_json
 from hoi_pipeline.datasets.hicodet import save_hicodet_json
@@ -74,13 +76,16 @@ def run(*, settings: SyntheticConfig, out_dir: Path) -> list[Path]:
     )
     write = WRITERS[settings.family]
     outputs = demo_outputs(settings)
-    staging = Path(tempfile.mkdtemp(prefix=".generate_demo.", dir=out_dir))
+    entries = list(dict.fromkeys(path.split("/")[0] for path in outputs))  # top-level files and folders, in order
+    folders = [out_dir / name for name in entries if any(path.startswith(f"{name}/") for path in outputs)]
+    staging = Path(tempfile.mkdtemp(prefix=".generate_demo.", suffix=".tmp", dir=out_dir))
     try:
         with tqdm(total=settings.num_train + settings.num_val + settings.num_test, unit="img",
                   desc=f"generate-demo ({settings.family})", disable=not sys.stderr.isatty()) as bar:
             summary = write(settings, noise, staging, bar.update)
-        for name in dict.fromkeys(path.split("/")[0] for path in outputs):  # folders move whole: no stale files
-            _move(staging / name, out_dir / name, staging / ".previous")
+        with atomic_outputs(*(out_dir / name for name in entries), folders=folders) as temps:
+            for name, temp in zip(entries, temps):
+                os.replace(staging / name, temp)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("wrote %s (%s family): %s in %.1f s", out_dir, settings.family, summary, time.perf_counter() - start)
@@ -125,12 +130,3 @@ def _save_images(folder: Path, images: list) -> None:
     folder.mkdir(parents=True)
     for filename, image in images:
         image.save(folder / filename, compress_level=3)
-
-
-def _move(source: Path, target: Path, previous: Path) -> None:
-    """Move `source` onto `target`; an old `target` folder goes into `previous` (deleted with the staging folder)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.is_dir():
-        previous.mkdir(exist_ok=True)
-        os.replace(target, Path(tempfile.mkdtemp(dir=previous)) / target.name)
-    os.replace(source, target)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hoi_pipeline.artifacts import atomic_path
+from hoi_pipeline.artifacts import atomic_outputs, refuse_overwriting_inputs
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,13 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def run(*, metrics: list[Path], names: list[str], out: Path) -> None:
-    """Write `out` (.csv) and the same table as Markdown beside it (.md)."""
+    """Write `out` (.csv) and the same table as Markdown beside it (.md), as one set (`atomic_outputs`)."""
+    out = Path(out)
+    if out.suffix != ".csv":
+        raise ValueError(f"{out}: the table to write must be a .csv file (its .md is written beside it)")
+    refuse_overwriting_inputs([out, out.with_suffix(".md")], metrics)
     table = collect_metrics(metrics, names)
-    with atomic_path(out) as tmp:
-        table.to_csv(tmp, index=False)
-    with atomic_path(out.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown_table(table))
+    with atomic_outputs(out, out.with_suffix(".md")) as (csv_tmp, md_tmp):
+        table.to_csv(csv_tmp, index=False)
+        md_tmp.write_text(markdown_table(table))
     log.info("wrote %s (%d rows)", out, len(table))
