@@ -16,8 +16,11 @@ Rows (HICO-DET test, Default setting, CLIP RN50; the paper's numbers are stored 
   attention); its "ours" row is Exp 7.
 - Table 5 (appendix F, top-K pseudo-positive pairs for SRC): `top5`, `top2`; its "ours (Top-1)" row
   is the full model.
-- Table 3 (appendix B, CLIP knowledge integration): Abl 1, 3 and 4 are added by the alternative
-  backbones work (`TABLE3` below); Abl 2 is Exp 8.
+- Table 3 (appendix B, CLIP knowledge integration): `abl1` (CLIP zero-shot scores of the union
+  crop, nothing trained), Abl 2 = Exp 8, `abl3` (Exp 8's trained model with Abl 1's scores at
+  inference, made by the enhance-with-clip stage), `abl4` (GEN-VLKT-style transfer: not implemented,
+  its paper numbers only). The workflow does not run Table 3 rows yet (`ABLATIONS` leaves them out):
+  Abl 1 needs a training of 0 iterations and Abl 3 the enhance-with-clip stage in place of training.
 - Not in the paper: single-component removals from the full model and the paper-literal model,
   marked as such in the tables.
 
@@ -66,12 +69,16 @@ class AblationPreset:
     row: str  # the paper's row label ("Exp 1", "Top-2"), or a short label for rows not in the paper
     description: str
     switches: RowSwitches  # as the paper's table states them (checked against the overrides by a test)
-    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    overrides: Mapping[str, Mapping[str, Any]] | None = field(default_factory=dict)  # None: not implemented
     paper: PaperResult | None = None  # None: not in the paper
 
     @property
     def in_paper(self) -> bool:
         return self.paper is not None
+
+    @property
+    def implemented(self) -> bool:
+        return self.overrides is not None
 
 
 NOT_IN_PAPER = "not in the paper"
@@ -234,10 +241,33 @@ TABLE5: tuple[AblationPreset, ...] = tuple(
 )  # fmt: skip
 
 # ------------------------------------------------------------------------------------------------
-# Table 3 (appendix B): Abl 1 (CLIP zero-shot scores on the union crop, no training), Abl 3 (Exp 8 +
-# those scores at inference), Abl 4 (GEN-VLKT-style transfer). Added with the alternative backbones
-# and text encoders; Abl 2 is Exp 8, "ours" the full model.
-TABLE3: tuple[AblationPreset, ...] = ()
+# Table 3 (appendix B): CLIP knowledge integration strategies. Abl 2 is Exp 8 (TABLE_LAYOUT), "ours"
+# the full model. Not in ABLATIONS: the workflow does not run these rows yet (see the module docstring).
+_EXP8 = next(p for p in TABLE2 if p.name == "exp8")
+TABLE3: tuple[AblationPreset, ...] = (
+    AblationPreset(
+        "abl1", "Table 3", "Abl 1", "CLIP inference score: each pair's union crop scored by CLIP against the HOI "
+        "prompts, nothing trained (model.kind clip_zero_shot, train.iterations 0)",
+        _row(backbone="CLIP RN50 zero-shot", hoi=NO, ktn=NO, fusion=NO, src=NO),
+        {"model": {"kind": "clip_zero_shot"}, "train": {"iterations": 0},
+         "infer": {"use_global_score": False, "use_relatedness_score": False, "pair_normalization": "sigmoid"}},
+        PaperResult(11.84, 13.72, 11.27),
+    ),
+    AblationPreset(
+        "abl3", "Table 3", "Abl 3", "RN50-FPN (COCO) + F_P random init. + CLIP inference score: Exp 8's trained "
+        "model, its pair scores times Abl 1's at inference (enhance-with-clip stage)",
+        _row(backbone="RN50-FPN (COCO) + CLIP RN50 zero-shot", bank=NO, hoi=NO, ktn=NO, fusion=NO, src=NO),
+        _merged(dict(_EXP8.overrides), {"model": {"kind": "clip_enhanced"}, "infer": {"pair_normalization": "sigmoid"}}),
+        PaperResult(20.56, 18.19, 21.27),
+    ),
+    AblationPreset(
+        "abl4", "Table 3", "Abl 4", "RN50-FPN (COCO) + F_P HOI prompt init. + CLIP visual regularization "
+        "(GEN-VLKT-style; not implemented, the paper's numbers only)",
+        _row(backbone="RN50-FPN (COCO)", bank=NO, hoi=NO, ktn=NO, fusion=NO, src=NO),
+        None,
+        PaperResult(19.39, 15.12, 20.66),
+    ),
+)  # fmt: skip
 # ------------------------------------------------------------------------------------------------
 
 EXTRA: tuple[AblationPreset, ...] = (
@@ -283,7 +313,10 @@ EXTRA: tuple[AblationPreset, ...] = (
 )  # fmt: skip
 
 PRESETS: dict[str, AblationPreset] = {p.name: p for p in (*TABLE2, *TABLE4, *TABLE5, *TABLE3, *EXTRA)}
-ABLATIONS: dict[str, Mapping[str, Mapping[str, Any]]] = {name: p.overrides for name, p in PRESETS.items()}
+# the presets the workflow runs as `{run}/ablations/{name}` (Table 3 rows are not run yet)
+ABLATIONS: dict[str, Mapping[str, Mapping[str, Any]]] = {
+    p.name: p.overrides for p in (*TABLE2, *TABLE4, *TABLE5, *EXTRA) if p.overrides is not None
+}
 
 # how the paper lays its tables out: (preset, row label in that table); `full_model` is the run itself
 TABLE_LAYOUT: dict[str, tuple[tuple[str, str], ...]] = {
@@ -294,7 +327,8 @@ TABLE_LAYOUT: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "Table 4": (*((p.name, p.row) for p in TABLE4), ("exp7", "ours (Exp 7)")),
     "Table 5": (*((p.name, p.row) for p in TABLE5), (FULL_MODEL.name, "ours (Top-1)")),
-    "Table 3": (*((p.name, p.row) for p in TABLE3),),
+    "Table 3": (("abl1", "Abl 1"), ("exp8", "Abl 2 (Exp 8)"), ("abl3", "Abl 3"), ("abl4", "Abl 4"),
+                (FULL_MODEL.name, "ours")),
     NOT_IN_PAPER: tuple((p.name, p.row) for p in EXTRA),
 }
 
@@ -323,6 +357,10 @@ def row_switches(run: RunConfig) -> RowSwitches:
     """The paper's switch columns of a resolved run (what it trains and how it scores)."""
     model, loss, infer = run.model, run.loss, run.infer
     backbone = f"CLIP {run.clip.model}" if model.backbone_source == "clip" else BACKBONE_NAMES[model.backbone_source]
+    if model.kind == "clip_zero_shot":  # Table 3 Abl 1: CLIP itself scores the pairs, nothing is trained
+        return RowSwitches(f"CLIP {run.clip.model} zero-shot", BANK_NAMES["clip"], NO, NO, NO, NO)
+    if model.kind == "clip_enhanced":  # Table 3 Abl 3: a trained model's pair scores times CLIP's
+        backbone = f"{backbone} + CLIP {run.clip.model} zero-shot"
     ktn_reads_bank = model.use_knowledge_transfer and model.ktn_knowledge == "bank"
     if not (model.use_hoi_recognition or ktn_reads_bank):
         bank = NO

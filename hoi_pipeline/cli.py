@@ -1,17 +1,22 @@
-"""Command line: one subcommand per pipeline stage.
+"""Command line: one subcommand per pipeline stage, built from the stage declarations.
 
-This is the only module that parses arguments and sets up logging. Stage modules are imported
-lazily, so `evaluate` starts without importing torch.
+This is the only module that parses arguments and sets up logging. Each stage's subcommand comes
+from its `StageSpec` (`hoi_pipeline/stages/specs.py`); stage modules are imported lazily, so
+`evaluate` starts without importing torch.
 
 Settings reach a stage in one of two ways:
 - `--config config.yaml --run NAME`: the run's sections (and its dataset's and detector's) from a config file;
-- `--config-json '{"train": {...}, ...}'`: exactly the sections the stage uses (what the Snakemake rules pass,
-  so that a rule reruns only when a section it uses changes).
+- `--config-json '{"train": {...}, ...}'`: exactly the sections the stage uses (what the Snakemake rules pass).
+
+Two utility commands stand beside the stages: `config` prints a run's resolved settings as YAML and
+`config-schema` the JSON schema of config.yaml. Every bad input is one logged line and exit code 2;
+`-v` adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import signal
@@ -20,19 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from hoi_pipeline import config as C
+from hoi_pipeline.stages.specs import STAGES, StageSpec
 
 log = logging.getLogger("hoi_pipeline")
 
-SECTION_TYPES: dict[str, type] = {
-    "synthetic": C.SyntheticConfig,
-    "detector": C.DetectorConfig,
-    "clip": C.ClipConfig,
-    "model": C.ModelConfig,
-    "loss": C.LossConfig,
-    "train": C.TrainConfig,
-    "infer": C.InferConfig,
-    "eval": C.EvalConfig,
-}
+# errors that are the user's input, not our bug: one line, exit 2
+USER_ERRORS = (C.ConfigError, FileNotFoundError, ValueError, OSError)
 
 
 def resolve_sections(config_file: str | None, run: str | None, config_json: str | None, names: list[str]) -> dict:
@@ -48,7 +46,7 @@ def resolve_sections(config_file: str | None, run: str | None, config_json: str 
         missing = [name for name in names if name not in data]
         if unknown or missing:
             raise C.ConfigError(f"--config-json: this stage takes sections {names}; unknown {unknown}, missing {missing}")
-        return {name: C.from_dict(SECTION_TYPES[name], data[name], name) for name in names}
+        return {name: C.from_dict(C.SECTION_TYPES[name], data[name], name) for name in names}
     if run is None:
         if all(name == "eval" for name in names):
             return {"eval": C.EvalConfig()}
@@ -66,153 +64,62 @@ def resolve_sections(config_file: str | None, run: str | None, config_json: str 
     return {name: available[name] for name in names}
 
 
-def _add_settings(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("settings (one of)")
-    group.add_argument("--config", default=None, help="config file (default config.yaml), used with --run")
-    group.add_argument("--run", default=None, help="run name in the config file")
-    group.add_argument("--config-json", default=None, help="JSON object of the config sections this stage uses")
+def _add_stage(sub: argparse._SubParsersAction, spec: StageSpec) -> None:
+    parser = sub.add_parser(spec.command, help=spec.help, description=spec.help)
+    parser.set_defaults(spec=spec)
+    if spec.sections:
+        group = parser.add_argument_group(f"settings: config sections {', '.join(spec.sections)} (one of)")
+        group.add_argument("--config", default=None, help="config file (default config.yaml), used with --run")
+        group.add_argument("--run", default=None, help="run name in the config file (or {run}/ablations/{preset})")
+        group.add_argument("--config-json", default=None, help="JSON object of the config sections this stage uses")
+    for option in spec.options:
+        kwargs: dict[str, Any] = {"type": option.type, "help": option.help}
+        if option.nargs:
+            kwargs["nargs"] = option.nargs
+        if option.positional:
+            parser.add_argument(option.dest, **kwargs)
+            continue
+        if option.required:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = option.default
+        parser.add_argument(option.flag, dest=option.dest, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hoi-pipeline", description=__doc__.split("\n\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("generate-demo", help="write the synthetic demo dataset (images, annotations, detections)")
-    _add_settings(p)
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-
-    p = sub.add_parser("init-clip", help="save a randomly initialised open_clip model (tiny demo configs)")
-    p.add_argument("--model", required=True, help="open_clip model name, e.g. hoi-tiny-rn")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, type=Path, help="weights file to write (.pt)")
-
-    p = sub.add_parser("detect", help="human and object proposals of a split -> HDF5")
-    _add_settings(p)
-    p.add_argument("--annotations", required=True, type=Path, help="the split's annotation file (image list, classes)")
-    p.add_argument("--split", default="test", help="split name, for files holding several splits")
-    p.add_argument("--images", required=True, type=Path, help="folder of the split's images")
-    p.add_argument("--detections", type=Path, default=None, help="detections json (precomputed backend)")
-    p.add_argument("--out", required=True, type=Path, help="proposals HDF5 to write")
-
-    p = sub.add_parser("embed-prompts", help="CLIP text embeddings of the HOI class prompts (knowledge bank)")
-    _add_settings(p)
-    p.add_argument("--annotations", required=True, type=Path, help="annotation file holding the class lists")
-    p.add_argument("--split", default="train")
-    p.add_argument("--out", required=True, type=Path, help="knowledge bank file to write")
-
-    p = sub.add_parser("train", help="train the bi-level model from image-level labels")
-    _add_settings(p)
-    p.add_argument("--annotations", required=True, type=Path)
-    p.add_argument("--split", default="train")
-    p.add_argument("--images", required=True, type=Path)
-    p.add_argument("--proposals", required=True, type=Path)
-    p.add_argument("--bank", required=True, type=Path, help="knowledge bank from embed-prompts")
-    p.add_argument("--out-dir", required=True, type=Path, help="folder for checkpoints, the final model and loss log")
-
-    p = sub.add_parser("infer", help="detection tuples of a split with the trained model")
-    _add_settings(p)
-    p.add_argument("--annotations", required=True, type=Path)
-    p.add_argument("--split", default="test")
-    p.add_argument("--images", required=True, type=Path)
-    p.add_argument("--proposals", required=True, type=Path)
-    p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path, help="detections HDF5 to write")
-
-    p = sub.add_parser("evaluate", help="HICO-DET mAP (Default, Known Object) or V-COCO role AP")
-    _add_settings(p)
-    p.add_argument("--annotations", required=True, type=Path)
-    p.add_argument("--split", default="test")
-    p.add_argument("--detections", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path, help="folder for metrics.csv, per_class_ap.csv, table.md")
-
-    p = sub.add_parser("predict", help="detect interactions on your own images (JSON + drawn PNG per image)")
-    p.add_argument("images", nargs="+", type=Path, help="image files or folders")
-    p.add_argument("--config", default="config.yaml")
-    p.add_argument("--run", required=True)
-    p.add_argument("--checkpoint", type=Path, default=None, help="default: results/RUN/train/model.pt")
-    p.add_argument("--detector", default=None, help="detector name in the config (default: the run's detector)")
-    p.add_argument("--top", type=int, default=5, help="interactions drawn per image (the JSON keeps infer.top_k)")
-    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the run's infer.device)")
-    p.add_argument("--out", required=True, type=Path, help="folder for <image>.json and <image>.png")
-
-    p = sub.add_parser("summarize", help="collect several runs' metrics.csv into one table (.csv and .md)")
-    p.add_argument("--metrics", nargs="+", required=True, type=Path, help="metrics.csv files")
-    p.add_argument("--names", nargs="+", required=True, help="a name per metrics file")
-    p.add_argument("--out", required=True, type=Path, help="table to write (.csv; a .md is written beside it)")
-
-    p = sub.add_parser("config-schema", help="print the JSON schema of config.yaml (as YAML)")
+    for spec in STAGES:
+        _add_stage(sub, spec)
+    p = sub.add_parser("config", help="print a run's resolved settings as YAML (defaults, presets and overrides applied)")
+    p.add_argument("--config", default="config.yaml", help="config file")
+    p.add_argument("--run", required=True, help="run name (or {run}/ablations/{preset})")
+    sub.add_parser("config-schema", help="print the JSON schema of config.yaml (as YAML)")
     return parser
 
 
-def _settings(args: argparse.Namespace, *names: str) -> dict[str, Any]:
-    return resolve_sections(args.config, args.run, args.config_json, list(names))
+def run_stage(spec: StageSpec, args: argparse.Namespace) -> None:
+    """Import the stage's module and call its `run()` with its sections and options."""
+    kwargs: dict[str, Any] = {}
+    if spec.sections:
+        sections = resolve_sections(args.config, args.run, args.config_json, list(spec.sections))
+        kwargs.update({spec.section_argument(name): value for name, value in sections.items()})
+    kwargs.update({option.dest: getattr(args, option.dest) for option in spec.options})
+    importlib.import_module(spec.module).run(**kwargs)
 
 
 def dispatch(args: argparse.Namespace) -> None:
-    command = args.command
-    if command == "generate-demo":
-        from hoi_pipeline.stages import generate_demo
+    if args.command == "config":
+        from hoi_pipeline.workflow import resolved_run_yaml
 
-        generate_demo.run(settings=_settings(args, "synthetic")["synthetic"], out_dir=args.out)
-    elif command == "init-clip":
-        from hoi_pipeline.stages import init_clip
-
-        init_clip.run(model_name=args.model, seed=args.seed, out=args.out)
-    elif command == "detect":
-        from hoi_pipeline.stages import detect
-
-        detect.run(
-            detector=_settings(args, "detector")["detector"],
-            annotations=args.annotations,
-            split=args.split,
-            images=args.images,
-            detections=args.detections,
-            out=args.out,
-        )
-    elif command == "embed-prompts":
-        from hoi_pipeline.stages import embed_prompts
-
-        embed_prompts.run(clip=_settings(args, "clip")["clip"], annotations=args.annotations, split=args.split, out=args.out)
-    elif command == "train":
-        from hoi_pipeline.stages import train
-
-        s = _settings(args, "clip", "model", "loss", "train")
-        train.run(
-            clip=s["clip"], model=s["model"], loss=s["loss"], train=s["train"],
-            annotations=args.annotations, split=args.split, images=args.images,
-            proposals=args.proposals, bank=args.bank, out_dir=args.out_dir,
-        )  # fmt: skip
-    elif command == "infer":
-        from hoi_pipeline.stages import infer
-
-        infer.run(
-            infer=_settings(args, "infer")["infer"], annotations=args.annotations, split=args.split,
-            images=args.images, proposals=args.proposals, checkpoint=args.checkpoint, out=args.out,
-        )  # fmt: skip
-    elif command == "evaluate":
-        from hoi_pipeline.stages import evaluate
-
-        evaluate.run(
-            eval_config=_settings(args, "eval")["eval"], annotations=args.annotations, split=args.split,
-            detections=args.detections, out_dir=args.out,
-        )  # fmt: skip
-    elif command == "predict":
-        from hoi_pipeline.stages import predict
-
-        predict.run(config_file=Path(args.config), run_name=args.run, checkpoint=args.checkpoint,
-                    inputs=args.images, out_dir=args.out, detector=args.detector, top=args.top,
-                    device=args.device)  # fmt: skip
-    elif command == "summarize":
-        from hoi_pipeline.stages import summarize
-
-        summarize.run(metrics=args.metrics, names=args.names, out=args.out)
-    elif command == "config-schema":
+        sys.stdout.write(resolved_run_yaml(C.load_project_config(args.config), args.run))
+    elif args.command == "config-schema":
         import yaml
 
         sys.stdout.write(yaml.safe_dump(C.json_schema(), sort_keys=False, width=100))
-    else:  # pragma: no cover - argparse rejects unknown commands
-        raise AssertionError(command)
+    else:
+        run_stage(args.spec, args)
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -230,9 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         dispatch(args)
-    except (C.ConfigError, FileNotFoundError, ValueError) as error:
-        log.error("%s", error)
+    except USER_ERRORS as error:
+        log.error("%s", _one_line(error), exc_info=args.verbose)
         return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line (an OSError without a file name gets its strerror)."""
+    text = str(error) or type(error).__name__
+    return " ".join(text.split())

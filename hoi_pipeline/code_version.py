@@ -1,10 +1,20 @@
-"""Which package code a stage runs, and a digest of it.
+"""Which package code a stage runs, and a version of it that ignores comments, docstrings and formatting.
 
-Snakemake cannot see the modules that a `shell:` rule runs, so each rule carries the digest of
-its stage's code as a param: editing `modeling/knowledge_transfer.py` reruns train, infer and
-evaluate's inputs, but not detect. The module graph is read statically from `import`
-statements (AST, nothing is imported), following only modules of this package; imports inside
-functions count too, since stages import lazily.
+Snakemake cannot see the modules that a `shell:` rule runs, so each rule carries the versions of its
+stage's code as params: editing `modeling/knowledge_transfer.py` reruns train (and what follows),
+not detect. Two choices make that precise:
+
+- What a stage runs: the stage module and every package module it imports, transitively, read
+  statically from `import` statements (nothing is imported; imports inside functions count, since
+  stages import lazily; importing `a.b.c` runs `a/__init__.py` and `a/b/__init__.py` too). The
+  configuration plumbing is left out and not followed (`PLUMBING`): the config dataclasses, the CLI,
+  the stage declarations and the workflow helpers decide *which* settings a stage gets, and those
+  settings are rule params of their own, so a new config key, a validation message or a CLI flag
+  reruns nothing. That is also why `prompts.py` (imported by `config.py` to check templates) does not
+  reach detect.
+- A module's version: the SHA-256 of its normalised syntax tree (`ast.dump` without line numbers,
+  docstrings and other bare string statements removed), so comments, docstrings, blank lines and
+  reformatting change nothing; data files a module reads (`DATA_FILES`) count by their bytes.
 """
 
 from __future__ import annotations
@@ -18,6 +28,11 @@ PACKAGE = "hoi_pipeline"
 PACKAGE_DIR = Path(__file__).resolve().parent
 # data files that a module reads at run time (they change what the stage computes too)
 DATA_FILES = {"modeling/clip_loading.py": ("model_configs",)}
+# modules that route settings to stages without computing anything; their imports are not followed
+PLUMBING = frozenset(
+    f"{PACKAGE}.{name}" for name in ("__main__", "cli", "config", "code_version", "workflow", "stages.specs")
+)
+VERSION_LENGTH = 12
 
 
 def _module_file(module: str) -> Path | None:
@@ -59,7 +74,10 @@ def _imports(path: Path) -> set[str]:
 
 
 def module_closure(module: str) -> list[Path]:
-    """Source files of `module` and every package module it imports, transitively, plus their data files."""
+    """Source files of `module` and the package modules it imports, transitively, plus their data files.
+
+    Plumbing modules (`PLUMBING`) are neither included nor followed.
+    """
     start = _module_file(module)
     if start is None:
         raise ValueError(f"{module}: not a module of {PACKAGE}")
@@ -74,8 +92,9 @@ def module_closure(module: str) -> list[Path]:
             # importing a.b.c runs a/__init__.py and a/b/__init__.py too
             parts = name.split(".")
             for i in range(1, len(parts) + 1):
-                found = _module_file(".".join(parts[:i]))
-                if found is not None and found not in seen:
+                prefix = ".".join(parts[:i])
+                found = _module_file(prefix)
+                if found is not None and found not in seen and prefix not in PLUMBING:
                     stack.append(found)
     for path in list(seen):
         for folder in DATA_FILES.get(path.relative_to(PACKAGE_DIR).as_posix(), ()):
@@ -83,11 +102,42 @@ def module_closure(module: str) -> list[Path]:
     return sorted(seen)
 
 
+class _StripDocstrings(ast.NodeTransformer):
+    """Removes bare string statements (docstrings and string 'comments'): they never run."""
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        super().generic_visit(node)
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            kept = [s for s in body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)
+                                            and isinstance(s.value.value, str))]  # fmt: skip
+            node.body = kept or [ast.Pass()]
+        return node
+
+
+def normalized_source(path: Path) -> bytes:
+    """What of a file can change a computation: a .py file's syntax tree without docstrings, else its bytes."""
+    if path.suffix != ".py":
+        return path.read_bytes()
+    tree = _StripDocstrings().visit(ast.parse(path.read_text(), filename=str(path)))
+    return ast.dump(tree, include_attributes=False).encode()
+
+
+@cache
+def file_version(path: Path) -> str:
+    return hashlib.sha256(normalized_source(path)).hexdigest()[:VERSION_LENGTH]
+
+
+@cache
+def module_versions(module: str) -> dict[str, str]:
+    """{package-relative file: version} of everything `module` runs (see the module docstring)."""
+    return {path.relative_to(PACKAGE_DIR).as_posix(): file_version(path) for path in module_closure(module)}
+
+
 @cache
 def stage_code_digest(module: str) -> str:
-    """Short SHA-256 over the source of a stage module's import closure (paths and contents)."""
+    """One short digest over `module_versions(module)`: the version of the code a stage runs."""
     digest = hashlib.sha256()
-    for path in module_closure(module):
-        digest.update(str(path.relative_to(PACKAGE_DIR)).encode())
-        digest.update(path.read_bytes())
+    for name, version in sorted(module_versions(module).items()):
+        digest.update(f"{name}={version}\n".encode())
     return digest.hexdigest()[:16]

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
@@ -41,11 +42,17 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Generator settings of the built-in synthetic demo scenes (`hoi_pipeline/datasets/synthetic.py`)."""
+    """Generator settings of the built-in synthetic demo scenes (`hoi_pipeline/datasets/synthetic/`).
 
+    `family` picks the scenes and the layout they are written in: `hicodet` (HOI classes, HICO-DET
+    json) or `vcoco` (actions with object and instrument roles, the official V-COCO release layout).
+    """
+
+    family: Literal["hicodet", "vcoco"] = "hicodet"
     seed: int = 0
     num_train: int = 240
     num_test: int = 80
+    num_val: int = 0  # vcoco only: images of a 'val' part beside 'train' (the release's train + val = trainval)
     image_size: int = 192  # square images, pixels
     detector_miss_rate: float = 0.05  # chance that a drawn person or object gets no detection
     detector_box_jitter: float = 0.05  # std of each box edge's noise, as a fraction of the box width/height
@@ -56,6 +63,8 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         if self.num_train < 1 or self.num_test < 1:
             raise ValueError(f"num_train and num_test must be >= 1, got {self.num_train} and {self.num_test}")
+        if self.num_val < 0 or (self.num_val and self.family != "vcoco"):
+            raise ValueError(f"num_val must be >= 0, and 0 unless family is vcoco (got {self.num_val})")
         if self.image_size < 64:
             raise ValueError(f"image_size must be >= 64, got {self.image_size}")
         for name in ("detector_miss_rate", "detector_confusion_rate", "detector_duplicate_rate"):
@@ -95,6 +104,8 @@ class DetectorConfig:
     (`hoi_pipeline.detection.postprocess.UPT_FILTER`).
     """
 
+    RUNTIME: ClassVar[tuple[str, ...]] = ("batch_size", "num_workers", "device")
+
     backend: Literal["torchvision", "detectron2", "precomputed"] = "torchvision"
     model: str = "fasterrcnn_resnet50_fpn_v2"  # a torchvision Faster R-CNN builder (COCO box AP 46.7)
     weights: str | None = None  # local weights file (torch.load weights_only); None = torchvision's COCO weights
@@ -115,7 +126,11 @@ class DetectorConfig:
     max_humans: int = 100  # (UPT max_instances, SCG max_human: 15)
     min_objects: int = 0  # (UPT min_instances: 3)
     max_objects: int = 100  # (UPT max_instances, SCG max_object: 15)
-    on_bad_image: Literal["error", "skip"] = "error"  # skip: unreadable images get no proposals, listed in attrs
+    # skip: an unreadable image gets no proposals and is listed in the proposals file; training and
+    # inference then leave it out (counted in their logs, listed in the detections file)
+    on_bad_image: Literal["error", "skip"] = "error"
+    # precomputed backend: true lets images of the split that the detections json lacks go without detections
+    allow_missing_images: bool = False
 
     def __post_init__(self) -> None:
         for name in ("detector_score_threshold", "human_score_threshold", "object_score_threshold", "nms_threshold"):
@@ -136,6 +151,12 @@ class DetectorConfig:
 # run sections
 
 
+def _default_role_templates() -> dict[str, str]:
+    from hoi_pipeline.prompts import DEFAULT_ROLE_TEMPLATES
+
+    return dict(DEFAULT_ROLE_TEMPLATES)
+
+
 @dataclass(frozen=True)
 class ClipConfig:
     """CLIP model for the knowledge bank (text) and the backbone (visual).
@@ -146,10 +167,17 @@ class ClipConfig:
     detected and need nothing).
     """
 
+    RUNTIME: ClassVar[tuple[str, ...]] = ("device",)
+
     model: str = "RN50"  # open_clip model name (RN50, RN101, RN50-quickgelu, hoi-tiny-rn, ...)
-    pretrained: str | None = "openai"  # open_clip tag, a local weights file, or None for random init
+    # open_clip tag, a local weights file, "random" (a seeded random init, any model, no file), or None (unseeded)
+    pretrained: str | None = "openai"
     # prompt of each HOI class; fields {verb_ing} {article} {object} (and {verb}, the base form)
     template: str = "a person {verb_ing} {article} {object}"
+    # template per semantic role of a verb where the dataset defines roles (V-COCO 'obj' / 'instr', paper
+    # appendix G); a role not listed uses `template`; {} gives every class `template`
+    role_templates: dict[str, str] = field(default_factory=lambda: _default_role_templates())
+    verb_templates: dict[str, str] = field(default_factory=dict)  # per-verb override, e.g. {"sit instr": "..."}
     image_size: int | None = None  # None = the model's own input size (RN: a multiple of 32)
     device: str = "auto"  # device of the embed-prompts stage: auto | cpu | cuda | cuda:N
 
@@ -157,6 +185,10 @@ class ClipConfig:
         from hoi_pipeline.prompts import template_fields
 
         template_fields(self.template)
+        for role, text in self.role_templates.items():
+            template_fields(text, f"clip.role_templates.{role}")
+        for verb, text in self.verb_templates.items():
+            template_fields(text, f"clip.verb_templates.{verb}")
         if self.image_size is not None and self.image_size < 32:
             raise ValueError(f"image_size: {self.image_size} is too small (at least 32, or null)")
 
@@ -190,17 +222,23 @@ class ModelConfig:
     # linear P_m on v_meta before v_p + v_meta: only where the bank's and v_p's widths differ (Eq. 1 has none), or always
     ktn_meta_projection: Literal["when_widths_differ", "always"] = "when_widths_differ"
     bank_source: Literal["clip", "random", "roberta"] = "clip"  # W_T init (Table 2: random Exp 9, RoBERTa Exp 10)
-    bank_text_model: str | None = None  # bank_source roberta: local folder of the RoBERTa model (transformers)
+    # a local Hugging Face RoBERTa folder (e.g. roberta-base) for bank_source: roberta (modeling/text_encoders.py)
+    bank_text_model: str | None = None
     # Table 2, other text model: the bank is embedded with this CLIP model's text tower instead of clip.model
     # (the embed-prompts rule reads these two keys; the training stage checks the bank file against them)
     bank_clip_model: str | None = None
     bank_clip_pretrained: str | None = None
-    # backbone init (Table 2): CLIP's visual encoder, or the COCO Faster R-CNN's ResNet-50-FPN (Exp 8-10)
+    # Table 2 Exp 8-10: coco_detector_fpn = "RN50-FPN(COCO)", the COCO Faster R-CNN's ResNet-50 with its FPN
+    # (modeling/backbone.py, DetectorFPNBackbone); coco_detector = its ResNet-50 body only
     backbone_source: Literal["clip", "imagenet", "coco_detector", "coco_detector_fpn"] = "clip"
-    # weights of a torchvision backbone (imagenet: a ResNet-50 state dict; coco_detector: a Faster R-CNN
-    # R50-FPN state dict, its `backbone.body.*` is used); None = torchvision's published weights
+    # weights of a torchvision backbone (imagenet: a ResNet-50 state dict; coco_detector / coco_detector_fpn: a
+    # fasterrcnn_resnet50_fpn or _v2 state dict, its `backbone.*` is used); None = torchvision's published weights
     backbone_weights: str | None = None
     freeze_batchnorm: bool = True  # keep backbone BatchNorm statistics fixed (not stated in the paper)
+    # bilevel: the paper's model; clip_zero_shot: Table 3 Abl 1, CLIP scores of the union crop, nothing trained
+    # (modeling/zero_shot.py; train with train.iterations: 0, infer with infer.pair_normalization: sigmoid);
+    # clip_enhanced: Abl 3, a trained model's pair scores times Abl 1's (made by the enhance-with-clip stage)
+    kind: Literal["bilevel", "clip_zero_shot", "clip_enhanced"] = "bilevel"
 
     def __post_init__(self) -> None:
         if "layer4" not in self.feature_layers or len(set(self.feature_layers)) != len(self.feature_layers):
@@ -249,6 +287,8 @@ class TrainConfig:
     the CLIP input size (see `hoi_pipeline/datasets/hoi_images.py`).
     """
 
+    RUNTIME: ClassVar[tuple[str, ...]] = ("num_workers", "log_every", "checkpoint_every", "device", "gpus")
+
     iterations: int = 60000
     batch_size: int = 24
     lr_backbone: float = 1e-5  # CLIP visual encoder (and its attention pool)
@@ -275,17 +315,29 @@ class TrainConfig:
             raise ValueError("num_workers and grad_clip must be >= 0")
         if list(self.lr_milestones) != sorted(self.lr_milestones):
             raise ValueError(f"lr_milestones must be increasing, got {list(self.lr_milestones)}")
+        if self.gpus < 1:
+            raise ValueError(f"gpus must be >= 1 (the processes torchrun starts), got {self.gpus}")
+        if not (math.isfinite(self.lr_gamma) and self.lr_gamma > 0):
+            raise ValueError(f"lr_gamma must be a number > 0 (the factor at each milestone), got {self.lr_gamma}")
+        for name in ("lr_backbone", "lr_head", "weight_decay"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be a number >= 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
 class InferConfig:
     """Score fusion (paper Eq. 3) and output size; a switched-off factor counts as 1 (ablations)."""
 
+    RUNTIME: ClassVar[tuple[str, ...]] = ("batch_size", "num_workers", "device")
+
     gamma: float = 2.8  # exponent of the detection score (s_h * s_o) ** gamma, paper value
     use_global_score: bool = True  # sigmoid(s_g[a, c_o])
     use_pair_score: bool = True  # e_p[a]
     use_relatedness_score: bool = True  # sigmoid(s_b)
     use_detection_score: bool = True  # (s_h * s_o) ** gamma
+    # e_p from s_p: softmax = sigmoid(max over pairs) * softmax over the image's pairs (paper Sec. 3.2.5);
+    # sigmoid = sigmoid(s_p) of each pair alone (a model whose s_p are per-pair scores, e.g. CLIP zero-shot)
+    pair_normalization: Literal["softmax", "sigmoid"] = "softmax"
     top_k: int = 100  # tuples kept per image, best first (HICO-DET practice: top 100); 0 keeps all
     max_pairs: int = 0  # human-object pairs scored per image (best s_h * s_o first); 0 = every pair
     batch_size: int = 8
@@ -294,8 +346,8 @@ class InferConfig:
     precision: Literal["fp32", "fp16", "bf16"] = "bf16"
 
     def __post_init__(self) -> None:
-        if self.gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {self.gamma}")
+        if not (math.isfinite(self.gamma) and self.gamma >= 0):
+            raise ValueError(f"gamma must be a number >= 0, got {self.gamma}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0 (0 keeps all tuples), got {self.top_k}")
         if self.max_pairs < 0:
@@ -314,6 +366,14 @@ class EvalConfig:
     iou_threshold: float = 0.5  # min(IoU_human, IoU_object) for HICO-DET; agent and role IoU for V-COCO
     scenarios: tuple[Literal["scenario_1", "scenario_2"], ...] = ("scenario_1", "scenario_2")  # V-COCO role AP
 
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.iou_threshold) and 0 < self.iou_threshold <= 1):
+            raise ValueError(f"iou_threshold must lie in (0, 1], got {self.iou_threshold}")
+        for name in ("settings", "scenarios"):
+            values = list(getattr(self, name))
+            if not values or len(set(values)) != len(values):
+                raise ValueError(f"{name} must name at least one entry, each once, got {values}")
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -329,6 +389,19 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     # ablation presets (hoi_pipeline/ablations.py) in results/{run}/ablations.md; None = all of them
     ablations: tuple[str, ...] | None = None
+
+
+# the config sections a stage can read, by name (`--config-json` keys, `StageSpec.sections`)
+SECTION_TYPES: dict[str, type] = {
+    "synthetic": SyntheticConfig,
+    "detector": DetectorConfig,
+    "clip": ClipConfig,
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "train": TrainConfig,
+    "infer": InferConfig,
+    "eval": EvalConfig,
+}
 
 
 @dataclass(frozen=True)
@@ -429,6 +502,8 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -440,6 +515,21 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
 def to_dict(config: Any) -> Any:
     """Plain JSON-ready data of a dataclass (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def runtime_keys(section: Any) -> tuple[str, ...]:
+    """Keys of a config section that change how a stage runs (workers, devices, logging), not what it computes.
+
+    Each section class lists them in its `RUNTIME` attribute. They are left out of rerun triggers,
+    of the addresses of shared artifacts and of a training's resume check.
+    """
+    return tuple(getattr(type(section), "RUNTIME", ()))
+
+
+def computation_dict(section: Any) -> dict:
+    """`to_dict(section)` without its runtime keys: the settings that decide what a stage computes."""
+    skip = set(runtime_keys(section))
+    return {key: value for key, value in to_dict(section).items() if key not in skip}
 
 
 def with_overrides(config: Any, overrides: dict, what: str = "overrides") -> Any:
@@ -467,25 +557,6 @@ def load_project_config(path: str | Path) -> ProjectConfig:
         return from_dict(ProjectConfig, data or {}, "config")
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from error
-
-
-def resolved_run_yaml(project: ProjectConfig, run_name: str) -> str:
-    """What a run resolves to, as config.yaml-style YAML: every key after defaults, presets and overrides.
-
-    `run_name` is a configured run or an ablation variant `{run}/ablations/{preset}`. The text holds
-    the run and the dataset and detector it names, each with every key, so it loads back
-    (`load_project_config`) to the same settings.
-    """
-    from hoi_pipeline.workflow import resolve_run  # the workflow owns ablation run names
-
-    run = resolve_run(project, run_name)
-    data = {
-        "datasets": {run.dataset: to_dict(project.datasets[run.dataset])},
-        "detectors": {run.detector: to_dict(project.detectors[run.detector])},
-        "runs": {run_name: to_dict(run)},
-    }
-    header = f"# run '{run_name}' as resolved: defaults, ablation preset and config files applied\n"
-    return header + yaml.safe_dump(data, sort_keys=False, width=100, allow_unicode=True)
 
 
 # --------------------------------------------------------------------------------------------

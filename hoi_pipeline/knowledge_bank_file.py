@@ -1,10 +1,12 @@
-"""The knowledge bank artifact: CLIP text embeddings of the HOI class prompts (paper Sec. 4.1, W_T).
+"""The knowledge bank artifact: text embeddings of the HOI class prompts (paper Sec. 3.2, W_T).
 
 Written once by the embed-prompts stage, read by training (frozen expensive work is an artifact).
 HDF5 layout: `embeddings` (N, D) float32, L2-normalised rows; `prompts` (N,) strings; `hoi_classes`
-(N, 2) int64 (verb, object) in the vocabulary's class order. Attributes: schema_version, clip_model,
-clip_pretrained (tag, or weights file name and digest), template, annotations (source file), verbs and
-objects (JSON lists, to check the bank against a training vocabulary). No torch here.
+(N, 2) int64 (verb, object) in the vocabulary's class order. Attributes: schema_version, text_encoder
+("clip", or "roberta" for Table 2 Exp 10; absent in older files = clip), for CLIP banks clip_model and
+clip_pretrained (tag, or weights file name and digest), for RoBERTa banks text_model (folder) and
+text_model_identity (weights digest), template, annotations (source file), verbs and objects (JSON
+lists, to check the bank against a training vocabulary). No torch here.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from hoi_pipeline.artifacts import SCHEMA_VERSION, _decode_attr, atomic_path
+from hoi_pipeline.artifacts import SCHEMA_VERSION, _decode_attr, write_h5
 from hoi_pipeline.structures import Vocabulary
 
 REQUIRED_DATASETS = ("embeddings", "prompts", "hoi_classes")
@@ -69,14 +71,16 @@ def write_knowledge_bank(
         )
     if not np.isfinite(embeddings).all():
         raise ValueError(f"{path}: embeddings contain NaN or inf")
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as h5:
-            h5.create_dataset("embeddings", data=embeddings)
-            h5.create_dataset("prompts", data=np.array(list(prompts), dtype=object), dtype=h5py.string_dtype())
-            h5.create_dataset("hoi_classes", data=hoi_classes)
-            h5.attrs["schema_version"] = SCHEMA_VERSION
-            for key, value in attrs.items():
-                h5.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+
+    def fill(h5: h5py.File) -> None:
+        h5.create_dataset("embeddings", data=embeddings)
+        h5.create_dataset("prompts", data=np.array(list(prompts), dtype=object), dtype=h5py.string_dtype())
+        h5.create_dataset("hoi_classes", data=hoi_classes)
+        h5.attrs["schema_version"] = SCHEMA_VERSION
+        for key, value in attrs.items():
+            h5.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+
+    write_h5(path, fill)
 
 
 def load_knowledge_bank(path: str | os.PathLike) -> KnowledgeBankArtifact:
@@ -110,3 +114,18 @@ def load_knowledge_bank(path: str | os.PathLike) -> KnowledgeBankArtifact:
         attrs=attrs,
     )
 
+
+
+def check_text_encoder(bank: KnowledgeBankArtifact, bank_source: str, source: str = "knowledge bank") -> None:
+    """Raise ValueError unless the bank was embedded by the text encoder `model.bank_source` names.
+
+    A `roberta` run needs a RoBERTa bank; `clip` and `random` runs need a CLIP bank (the random bank
+    only takes its shape from it). Banks written before the `text_encoder` attribute are CLIP banks.
+    """
+    found = str(bank.attrs.get("text_encoder", "clip"))
+    expected = "roberta" if bank_source == "roberta" else "clip"
+    if found != expected:
+        raise ValueError(
+            f"{source}: embedded with the {found} text encoder but model.bank_source is '{bank_source}' "
+            f"(rebuild it with embed-prompts for this run's model section)"
+        )

@@ -1,8 +1,15 @@
 """Text prompts of the HOI classes, the input of CLIP's text encoder for the knowledge bank (paper Sec. 4.1).
 
-One prompt per HOI class from `clip.template`, by default "a person {verb_ing} {article} {object}":
+One prompt per HOI class from its template, by default "a person {verb_ing} {article} {object}":
 ("ride", "horse") -> "a person riding a horse", ("sit_on", "dining_table") -> "a person sitting on a
-dining table". The -ing forms come from the dataset file when it lists them (`Vocabulary.verbs_ing`),
+dining table". Templates are per class (`class_templates`), chosen for each verb in this order:
+1. `clip.verb_templates[verb]`, a per-verb override from the config;
+2. `clip.role_templates[role]` where the dataset gives the verb a semantic role (`Vocabulary.verb_roles`:
+   the V-COCO readers mark each action-role class 'obj' or 'instr'). The defaults are the paper's
+   (appendix G): object roles "a person {verb_ing} {article} {object}" ("a person cutting a cake"),
+   instrument roles "a person {verb_ing} with {object}" ("a person cutting with knife");
+3. `clip.template`, the single template of datasets without roles (HICO-DET).
+The -ing forms come from the dataset file when it lists them (`Vocabulary.verbs_ing`),
 else from `verb_ing`, which spells all 117 HICO-DET verbs correctly (English spelling rules plus a short
 list of exceptions). Special cases:
 - `no_interaction` names the pair without an action: "a person and an apple" (the phrase "and" stands
@@ -16,10 +23,13 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Mapping
 
 from hoi_pipeline.structures import Vocabulary
 
 DEFAULT_TEMPLATE = "a person {verb_ing} {article} {object}"
+# paper appendix G: V-COCO's object role "a person verb a/an object", its instrument role "a person verb with object"
+DEFAULT_ROLE_TEMPLATES = {"obj": "a person {verb_ing} {article} {object}", "instr": "a person {verb_ing} with {object}"}
 TEMPLATE_FIELDS = frozenset({"verb_ing", "verb", "article", "object"})
 NO_INTERACTION = "no interaction"
 NO_INTERACTION_PHRASE = "and"  # "a person and an apple"
@@ -113,15 +123,15 @@ def article(noun: str) -> str:
     return "an" if first[0] in VOWELS else "a"
 
 
-def template_fields(template: str) -> set[str]:
-    """Placeholder names of a prompt template; unknown names raise ValueError naming `clip.template`."""
+def template_fields(template: str, key: str = "clip.template") -> set[str]:
+    """Placeholder names of a prompt template; unknown names raise ValueError naming the config `key`."""
     try:
         fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as error:
-        raise ValueError(f"clip.template: {template!r} is not a format string ({error})") from error
+        raise ValueError(f"{key}: {template!r} is not a format string ({error})") from error
     unknown = sorted(fields - TEMPLATE_FIELDS)
     if unknown:
-        raise ValueError(f"clip.template: unknown field(s) {unknown}; allowed: {sorted(TEMPLATE_FIELDS)}")
+        raise ValueError(f"{key}: unknown field(s) {unknown}; allowed: {sorted(TEMPLATE_FIELDS)}")
     return fields
 
 
@@ -137,13 +147,58 @@ def build_prompt(template: str, verb: str, obj: str, verb_ing_form: str | None =
     return " ".join(text.split())  # an empty article leaves no double space
 
 
-def build_prompts(vocabulary: Vocabulary, template: str = DEFAULT_TEMPLATE) -> tuple[str, ...]:
-    """(N,) prompts, one per HOI class in `vocabulary.hoi_classes` order."""
+def verb_templates(
+    vocabulary: Vocabulary,
+    template: str = DEFAULT_TEMPLATE,
+    role_templates: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> tuple[str, ...]:
+    """(A,) the template of each verb: a per-verb override, else its role's template, else `template`.
+
+    `role_templates` None means the paper's (`DEFAULT_ROLE_TEMPLATES`); pass {} to give every verb
+    `template`. An override naming a verb the vocabulary lacks is an error.
+    """
+    role_templates = DEFAULT_ROLE_TEMPLATES if role_templates is None else role_templates
+    overrides = overrides or {}
     template_fields(template)
+    for role, text in role_templates.items():
+        template_fields(text, f"clip.role_templates.{role}")
+    for verb, text in overrides.items():
+        template_fields(text, f"clip.verb_templates.{verb}")
+    unknown = sorted(set(overrides) - set(vocabulary.verbs))
+    if unknown:
+        raise ValueError(
+            f"clip.verb_templates: unknown verb(s) {unknown}; the dataset's verbs: {list(vocabulary.verbs)}"
+        )
+    roles = vocabulary.verb_roles or ("",) * vocabulary.num_verbs
+    return tuple(
+        overrides.get(verb, role_templates.get(role, template)) for verb, role in zip(vocabulary.verbs, roles)
+    )
+
+
+def class_templates(
+    vocabulary: Vocabulary,
+    template: str = DEFAULT_TEMPLATE,
+    role_templates: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> tuple[str, ...]:
+    """(N,) the template of each HOI class (its verb's, see `verb_templates`)."""
+    per_verb = verb_templates(vocabulary, template, role_templates, overrides)
+    return tuple(per_verb[v] for v in vocabulary.hoi_classes[:, 0].tolist())
+
+
+def build_prompts(
+    vocabulary: Vocabulary,
+    template: str = DEFAULT_TEMPLATE,
+    role_templates: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> tuple[str, ...]:
+    """(N,) prompts, one per HOI class in `vocabulary.hoi_classes` order, each from its class's template."""
+    templates = class_templates(vocabulary, template, role_templates, overrides)
     forms = vocabulary.verbs_ing or tuple(verb_ing(verb) for verb in vocabulary.verbs)
     if len(forms) != vocabulary.num_verbs:
         raise ValueError(f"verbs_ing has {len(forms)} entries for {vocabulary.num_verbs} verbs")
     return tuple(
-        build_prompt(template, vocabulary.verbs[v], vocabulary.objects[o], forms[v])
-        for v, o in vocabulary.hoi_classes.tolist()
+        build_prompt(text, vocabulary.verbs[v], vocabulary.objects[o], forms[v])
+        for text, (v, o) in zip(templates, vocabulary.hoi_classes.tolist())
     )

@@ -7,6 +7,8 @@ For one image with P human-object pairs, verb a and the object's class c_o:
     R[p, a]   = (s_h[p] * s_o[p]) ** gamma * s[p, a]
 
 Each factor can be switched off for the ablations (`InferConfig.use_*`); a switched-off factor is 1.
+With `infer.pair_normalization: sigmoid`, e_p[p, a] = sigmoid(s_p[p, a]) instead: each pair scored alone,
+for models whose s_p are already per-pair scores (the CLIP zero-shot model, Table 3 Abl 1).
 Only (pair, verb) combinations whose (verb, object class) is an HOI class of the dataset become
 tuples. Everything here is a pure tensor function; the stages feed it one image at a time.
 Shape letters: P pairs, A verbs, O objects, N HOI classes, T tuples.
@@ -51,17 +53,22 @@ class FusedScores:
         return {name: getattr(self, name) for name in FACTOR_NAMES}
 
 
-def pair_scores(pair_logits: torch.Tensor) -> torch.Tensor:
+def pair_scores(pair_logits: torch.Tensor, normalization: str = "softmax") -> torch.Tensor:
     """e_p (P, A) of one image: sigmoid of the best pair's logit times the softmax over the P pairs.
 
     The softmax ranks the pairs of an image against each other for a verb; the sigmoid of the
     maximum keeps the image-level confidence of that verb (MIL over pairs, paper Eq. 3).
+    `normalization="sigmoid"`: sigmoid(s_p) of each pair alone (`InferConfig.pair_normalization`).
     """
     if pair_logits.ndim != 2:
         raise ValueError(f"pair_logits must be (P, A), got shape {tuple(pair_logits.shape)}")
     if pair_logits.shape[0] == 0:
         return pair_logits.float()
     logits = pair_logits.float()
+    if normalization == "sigmoid":
+        return torch.sigmoid(logits)
+    if normalization != "softmax":
+        raise ValueError(f"unknown pair normalization '{normalization}'; allowed: softmax, sigmoid")
     return torch.sigmoid(logits.max(dim=0).values) * torch.softmax(logits, dim=0)  # (A,) * (P, A)
 
 
@@ -110,7 +117,10 @@ def fuse_scores(
         score_global = torch.sigmoid(global_logits.float().to(device)[hoi])
     else:
         score_global = ones
-    score_pair = pair_scores(pair_logits)[pair, verb] if settings.use_pair_score else ones
+    if settings.use_pair_score:
+        score_pair = pair_scores(pair_logits, settings.pair_normalization)[pair, verb]
+    else:
+        score_pair = ones
     if settings.use_relatedness_score:
         score_relatedness = torch.sigmoid(relatedness_logits.float().to(device))[pair]
     else:

@@ -22,6 +22,8 @@ class Vocabulary:
 
     `hoi_classes` (N, 2) holds (verb index, object index) of each HOI class. `rare` and `non_rare`
     are HOI class indices. `verbs_ing` are the -ing forms used in prompts (same order as `verbs`).
+    `verb_roles` name the semantic role of each verb's object where the dataset defines one (V-COCO:
+    'obj' or 'instr'); prompts pick a template per role (`prompts.py`). Empty: no roles (HICO-DET).
     """
 
     verbs: tuple[str, ...]
@@ -31,6 +33,7 @@ class Vocabulary:
     non_rare: np.ndarray
     verbs_ing: tuple[str, ...] = ()
     person: int = -1
+    verb_roles: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         hoi = np.asarray(self.hoi_classes, dtype=np.int64).reshape(-1, 2)
@@ -41,6 +44,8 @@ class Vocabulary:
             if "person" not in self.objects:
                 raise ValueError("the object class list has no 'person' class")
             object.__setattr__(self, "person", self.objects.index("person"))
+        if self.verb_roles and len(self.verb_roles) != len(self.verbs):
+            raise ValueError(f"verb_roles has {len(self.verb_roles)} entries for {len(self.verbs)} verbs")
         if len(hoi) and (hoi[:, 0].max() >= len(self.verbs) or hoi[:, 1].max() >= len(self.objects)):
             raise ValueError("an HOI class names a verb or object index outside the class lists")
 

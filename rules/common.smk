@@ -1,85 +1,57 @@
-# Config validation, run resolution and the input/param functions of every rule.
+# Config validation, the workflow's view of the config (hoi_pipeline/workflow.py) and the helpers every rule uses.
+#
+# A rule declares its outputs, log and resources; its inputs, shell command and rerun triggers come from the
+# stage's declaration (hoi_pipeline/stages/specs.py) through three helpers:
+#   input:  unpack(stage_inputs("train"))      the stage's input files for the job's wildcards
+#   params: **stage_params("train")            `command` (the CLI call) + one rerun trigger per setting and source file
+#   shell:  STAGE_SHELL                        runs `{params.command}`, output to the job's log
 import re
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from hoi_pipeline.code_version import stage_code_digest
 from hoi_pipeline import workflow as wf
+from hoi_pipeline.config import ConfigError
 
-
+try:  # our own check first: it names the bad key and the allowed ones in one line
+    PROJECT = wf.load_workflow_config(config)
+    for _name, _dataset in PROJECT.datasets.items():
+        if _dataset.synthetic is not None:
+            wf.check_synthetic_layout(_name, _dataset)
+    WF = wf.Workflow(PROJECT)
+except ConfigError as error:
+    raise WorkflowError(f"invalid configuration: {error}") from None
 validate(config, "../schemas/config.schema.yaml")
-PROJECT = wf.load_workflow_config(config)
-RUNS = wf.all_runs(PROJECT)
-for _name, _dataset in PROJECT.datasets.items():
-    if _dataset.synthetic is not None:
-        wf.check_synthetic_layout(_name, _dataset)
+RUNS = WF.runs
+SYNTHETIC_FAMILIES = {
+    family: [name for name, d in PROJECT.datasets.items() if d.synthetic is not None and d.synthetic.family == family]
+    for family in ("hicodet", "vcoco")
+}
+STAGE_SHELL = "{params.command} > {log:q} 2>&1"
 
-SYNTHETIC = [name for name, d in PROJECT.datasets.items() if d.synthetic is not None]
+
+def _alternatives(names):
+    return "|".join(re.escape(name) for name in names) or "(?!)"
 
 
 wildcard_constraints:
-    run="|".join(re.escape(name) for name in RUNS),
-    dataset="|".join(re.escape(name) for name in PROJECT.datasets),
-    detector="|".join(re.escape(name) for name in PROJECT.detectors),
+    run=_alternatives(RUNS),
+    dataset=_alternatives(PROJECT.datasets),
+    detector=_alternatives(PROJECT.detectors),
+    training=_alternatives(WF.trainings),
+    bank=_alternatives(WF.banks),
     split="[A-Za-z0-9_-]+",
     model="[A-Za-z0-9_.-]+",
 
 
-def code(stage):
-    """Digest of the package code a stage runs: editing that code reruns the stage."""
-    return stage_code_digest(f"hoi_pipeline.stages.{stage}")
+def stage_inputs(stage):
+    """The stage's input files for a job (an input function for `unpack`)."""
+    return lambda wildcards: WF.inputs(stage, wildcards)
 
 
-def split_name(run, which):
-    """The run's dataset train or test split name."""
-    dataset = PROJECT.datasets[RUNS[run].dataset]
-    return dataset.train_split if which == "train" else dataset.test_split
-
-
-def split_files(dataset, split):
-    return wf.split_files(dataset, PROJECT.datasets[dataset], split)
-
-
-def run_split_file(run, which, key):
-    """A file of the run's train or test split (annotations, images, detections)."""
-    return split_files(RUNS[run].dataset, split_name(run, which))[key]
-
-
-def proposals_path(run, split):
-    cfg = RUNS[run]
-    return f"results/proposals/{cfg.dataset}/{cfg.detector}/{split}.h5"
-
-
-def run_sections(wildcards, *names):
-    cfg = RUNS[wildcards.run]
-    return wf.section_json({name: getattr(cfg, name) for name in names})
-
-
-def bank_path(run):
-    return f"results/{wf.bank_owner(RUNS, run)}/knowledge_bank.h5"
-
-
-def checkpoint_path(run):
-    return f"results/{wf.training_owner(RUNS, run)}/train/model.pt"
-
-
-def detect_inputs(wildcards):
-    files = split_files(wildcards.dataset, wildcards.split)
-    detector = PROJECT.detectors[wildcards.detector]
-    inputs = {"annotations": files["annotations"], "weights": wf.local_weights(detector.weights)}
-    if detector.backend == "precomputed":
-        if "detections" not in files:
-            raise ValueError(
-                f"detector '{wildcards.detector}' imports precomputed detections, but "
-                f"datasets.{wildcards.dataset}.splits.{wildcards.split}.detections is not set"
-            )
-        inputs["detections"] = files["detections"]
-    return inputs
-
-
-def detections_option(wildcards, input):
-    return f"--detections {input.detections}" if "detections" in input.keys() else ""
-
-
-def ablation_metrics(wildcards):
-    return [f"results/{name}/metrics.csv" for name in [wildcards.run, *wf.ablation_runs(PROJECT, wildcards.run)]]
+def stage_params(stage):
+    """`command` (not a rerun trigger) plus the stage's rerun triggers, as rule params."""
+    return {
+        "command": lambda wildcards, input, output: WF.command(stage, wildcards, input, output),
+        **WF.rerun_params(stage),
+    }

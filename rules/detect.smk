@@ -3,14 +3,11 @@
 
 rule detect:
     input:
-        unpack(detect_inputs),
+        unpack(stage_inputs("detect")),
     output:
-        "results/proposals/{dataset}/{detector}/{split}.h5",
+        out="results/proposals/{dataset}/{detector}/{split}.h5",
     params:
-        config=lambda w: wf.section_json({"detector": PROJECT.detectors[w.detector]}),
-        images=lambda w: split_files(w.dataset, w.split)["images"],
-        detections=detections_option,
-        code=code("detect"),
+        **stage_params("detect"),
     threads: 2
     resources:
         gpu=lambda w: int(PROJECT.detectors[w.detector].backend != "precomputed"),
@@ -21,5 +18,4 @@ rule detect:
     conda:
         "../envs/gpu.yaml"
     shell:
-        "python -m hoi_pipeline detect --config-json {params.config:q} --annotations {input.annotations} "
-        "--split {wildcards.split} --images {params.images:q} {params.detections} --out {output} > {log} 2>&1"
+        STAGE_SHELL

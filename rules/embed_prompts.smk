@@ -1,22 +1,29 @@
-# The knowledge bank W_T: CLIP text embeddings of one prompt per HOI class.
+# The knowledge bank W_T: text embeddings of one prompt per HOI class, shared by every run with the same
+# dataset split and text model (results/shared/banks/{bank}/, see hoi_pipeline/workflow.py).
 
 
 rule embed_prompts:
     input:
-        annotations=lambda w: run_split_file(w.run, "train", "annotations"),
-        weights=lambda w: wf.local_weights(wf.bank_clip(RUNS[w.run]).pretrained),
+        unpack(stage_inputs("embed_prompts")),
     output:
-        "results/{run}/knowledge_bank.h5",
+        out="results/shared/banks/{bank}/knowledge_bank.h5",
     params:
-        config=lambda w: wf.section_json({"clip": wf.bank_clip(RUNS[w.run])}),
-        split=lambda w: split_name(w.run, "train"),
-        code=code("embed_prompts"),
+        **stage_params("embed_prompts"),
     log:
-        "results/logs/embed_prompts/{run}.log",
+        "results/logs/embed_prompts/{bank}.log",
     benchmark:
-        "results/benchmarks/embed_prompts/{run}.tsv"
+        "results/benchmarks/embed_prompts/{bank}.tsv"
     conda:
         "../envs/gpu.yaml"
     shell:
-        "python -m hoi_pipeline embed-prompts --config-json {params.config:q} --annotations {input.annotations} "
-        "--split {params.split} --out {output} > {log} 2>&1"
+        STAGE_SHELL
+
+
+rule bank_settings:
+    output:
+        "results/shared/banks/{bank}/settings.yaml",
+    log:
+        "results/logs/bank_settings/{bank}.log",
+    localrule: True
+    run:
+        wf.write_settings(output[0], wf.bank_settings(PROJECT, RUNS[WF.banks[wildcards.bank]]))

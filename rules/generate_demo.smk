@@ -1,4 +1,5 @@
-# Synthetic demo scenes: images, HICO-DET-format annotations and detector-like detections.
+# Synthetic demo scenes: images, annotations and detector-like detections, in the HICO-DET json layout
+# (family hicodet) or the official V-COCO release layout (family vcoco; hoi_pipeline/datasets/synthetic/).
 
 
 rule generate_demo:
@@ -9,11 +10,9 @@ rule generate_demo:
         detections_test="results/data/{dataset}/detections_test.json",
         images=directory("results/data/{dataset}/images"),
     params:
-        config=lambda w: wf.section_json({"synthetic": PROJECT.datasets[w.dataset].synthetic}),
-        out=lambda w: f"results/data/{w.dataset}",
-        code=code("generate_demo"),
+        **stage_params("generate_demo"),
     wildcard_constraints:
-        dataset="|".join(SYNTHETIC) if SYNTHETIC else "(?!)",
+        dataset=_alternatives(SYNTHETIC_FAMILIES["hicodet"]),
     log:
         "results/logs/generate_demo/{dataset}.log",
     benchmark:
@@ -21,14 +20,14 @@ rule generate_demo:
     conda:
         "../envs/cpu.yaml"
     shell:
-        "python -m hoi_pipeline generate-demo --config-json {params.config:q} --out {params.out} > {log} 2>&1"
+        STAGE_SHELL
 
 
 rule init_clip:
     output:
-        "results/models/{model}_random-init.pt",
+        out="results/models/{model}_random-init.pt",
     params:
-        code=code("init_clip"),
+        **stage_params("init_clip"),
     log:
         "results/logs/init_clip/{model}.log",
     benchmark:
@@ -36,4 +35,25 @@ rule init_clip:
     conda:
         "../envs/gpu.yaml"
     shell:
-        "python -m hoi_pipeline init-clip --model {wildcards.model} --seed 0 --out {output} > {log} 2>&1"
+        STAGE_SHELL
+
+
+rule generate_demo_vcoco:
+    output:
+        coco="results/data/{dataset}/instances_vcoco_all_2014.json",
+        annotations=expand("results/data/{{dataset}}/vcoco/vcoco_{part}.json", part=("train", "test")),
+        ids=expand("results/data/{{dataset}}/splits/vcoco_{part}.ids", part=("train", "test", "all")),
+        detections=expand("results/data/{{dataset}}/detections_{part}.json", part=("train", "test")),
+        images=directory("results/data/{dataset}/images"),
+    params:
+        **stage_params("generate_demo"),
+    wildcard_constraints:
+        dataset=_alternatives(SYNTHETIC_FAMILIES["vcoco"]),
+    log:
+        "results/logs/generate_demo/{dataset}.log",
+    benchmark:
+        "results/benchmarks/generate_demo/{dataset}.tsv"
+    conda:
+        "../envs/cpu.yaml"
+    shell:
+        STAGE_SHELL

@@ -3,15 +3,14 @@
 
 rule ablations:
     input:
-        metrics=ablation_metrics,
+        unpack(stage_inputs("summarize")),
     output:
-        csv="results/{run}/ablations.csv",
+        out="results/{run}/ablations.csv",
         md="results/{run}/ablations.md",
     params:
-        names=lambda w: ["full_model", *wf.run_ablations(PROJECT, w.run)],
-        code=code("summarize"),
+        **stage_params("summarize"),
     wildcard_constraints:
-        run="|".join(re.escape(name) for name in PROJECT.runs),
+        run=_alternatives(PROJECT.runs),
     log:
         "results/logs/ablations/{run}.log",
     benchmark:
@@ -19,4 +18,4 @@ rule ablations:
     conda:
         "../envs/cpu.yaml"
     shell:
-        "python -m hoi_pipeline summarize --metrics {input.metrics} --names {params.names} --out {output.csv} > {log} 2>&1"
+        STAGE_SHELL

@@ -1,31 +1,51 @@
-# Training from image-level labels; resumes from results/{run}/train/checkpoints/last.pt.
+# Training from image-level labels, shared by every run (and ablation preset) that trains the same thing:
+# results/shared/train/{training}/ (model.pt, losses.csv, checkpoints/last.pt), seen by each run as
+# results/{run}/train/ (links). A rerun resumes from checkpoints/last.pt only when it continues the same training.
 
 
 rule train:
     input:
-        annotations=lambda w: run_split_file(w.run, "train", "annotations"),
-        proposals=lambda w: proposals_path(w.run, split_name(w.run, "train")),
-        bank=lambda w: bank_path(w.run),
-        weights=lambda w: wf.local_weights(RUNS[w.run].clip.pretrained),
+        unpack(stage_inputs("train")),
     output:
-        "results/{run}/train/model.pt",
+        model="results/shared/train/{training}/model.pt",
+        losses="results/shared/train/{training}/losses.csv",
     params:
-        config=lambda w: run_sections(w, "clip", "model", "loss", "train"),
-        split=lambda w: split_name(w.run, "train"),
-        images=lambda w: run_split_file(w.run, "train", "images"),
-        out_dir=lambda w: f"results/{w.run}/train",
-        launcher=lambda w: wf.train_launcher(RUNS[w.run].train),
-        code=code("train"),
+        **stage_params("train"),
     threads: 2
     resources:
-        gpu=lambda w: RUNS[w.run].train.gpus,
+        gpu=lambda w: RUNS[WF.trainings[w.training]].train.gpus,
     log:
-        "results/logs/train/{run}.log",
+        "results/logs/train/{training}.log",
     benchmark:
-        "results/benchmarks/train/{run}.tsv"
+        "results/benchmarks/train/{training}.tsv"
     conda:
         "../envs/gpu.yaml"
     shell:
-        "{params.launcher} hoi_pipeline train --config-json {params.config:q} --annotations {input.annotations} "
-        "--split {params.split} --images {params.images:q} --proposals {input.proposals} --bank {input.bank} "
-        "--out-dir {params.out_dir} > {log} 2>&1"
+        STAGE_SHELL
+
+
+rule training_settings:
+    output:
+        "results/shared/train/{training}/settings.yaml",
+    log:
+        "results/logs/training_settings/{training}.log",
+    localrule: True
+    run:
+        wf.write_settings(output[0], wf.training_settings(PROJECT, RUNS[WF.trainings[wildcards.training]]))
+
+
+rule link_training:
+    input:
+        unpack(stage_inputs("link_training")),
+    output:
+        model="results/{run}/train/model.pt",
+        losses="results/{run}/train/losses.csv",
+        settings="results/{run}/train/settings.yaml",
+        bank="results/{run}/knowledge_bank.h5",
+    params:
+        **WF.rerun_params("train"),  # the run's training settings: a dry run names the key that changed
+    log:
+        "results/logs/link_training/{run}.log",
+    localrule: True
+    run:
+        wf.link_files([input.model, input.losses, input.settings, input.bank], list(output))

@@ -9,7 +9,8 @@ import pytest
 
 from hoi_pipeline.cli import build_parser, main
 
-STAGES = ["generate-demo", "init-clip", "detect", "embed-prompts", "train", "infer", "evaluate", "predict", "summarize"]
+STAGES = ["generate-demo", "init-clip", "detect", "embed-prompts", "train", "infer", "evaluate", "predict", "summarize",
+          "config", "config-schema"]
 
 
 def test_every_stage_is_a_subcommand():
@@ -35,3 +36,25 @@ def test_bad_config_json_is_a_clean_error(tmp_path, caplog):
                  "--detections", str(tmp_path / "d.h5"), "--out", str(tmp_path)])  # fmt: skip
     assert code == 2
     assert "eval: unknown key(s) ['iou']" in caplog.text
+
+
+def test_config_prints_a_runs_resolved_settings(capsys):
+    import yaml
+
+    from hoi_pipeline.cli import main as cli_main
+
+    assert cli_main(["config", "--run", "demo/ablations/exp4"]) == 0
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    assert resolved["loss"]["use_relatedness_loss"] is False  # the preset's override (Exp 4: no SRC)
+    assert resolved["train"]["iterations"] == 300  # the demo run's own setting
+    assert resolved["infer"]["gamma"] == 2.8  # a default
+
+
+def test_verbose_adds_the_traceback(tmp_path, caplog):
+    args = ["evaluate", "--config-json", '{"eval": {}}', "--annotations", str(tmp_path / "missing.json"),
+            "--detections", str(tmp_path / "d.h5"), "--out", str(tmp_path)]  # fmt: skip
+    assert main(args) == 2
+    assert "Traceback" not in caplog.text and "missing.json" in caplog.text
+    caplog.clear()
+    assert main(["-v", *args]) == 2
+    assert "Traceback" in caplog.text

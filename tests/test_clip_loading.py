@@ -254,16 +254,10 @@ def test_cli_init_clip_and_error_exit_code(tmp_path: Path) -> None:
     assert not (tmp_path / "b.h5").exists()
 
 
-def test_image_encode_is_fast_enough_for_the_demo(tiny_weights: Path) -> None:
-    """The demo trains a few hundred iterations at batch 8 on 2 CPU cores: keep the tiny tower cheap."""
-    import time
+def test_the_tiny_demo_tower_stays_small(tiny_weights: Path) -> None:
+    """The demo trains a few hundred iterations at batch 8 on 2 CPU cores: keep the tiny tower cheap.
 
+    (Its speed is measured by the benchmarks, not asserted here: a timed test fails on a busy machine.)
+    """
     model = load_clip(ClipConfig(model=TINY, pretrained=str(tiny_weights)))
-    images = torch.randn(8, 3, 192, 192)
-    with torch.no_grad():
-        model.encode_image(images)
-        start = time.perf_counter()
-        model.encode_image(images)
-        elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, f"tiny CLIP image encode took {elapsed:.2f} s for 8 images"
     assert sum(p.numel() for p in model.visual.parameters()) < 3_000_000

@@ -32,24 +32,6 @@ def test_shipped_config_loads_with_paper_defaults():
     assert project.detectors[rn101.detector].backend == "torchvision"
 
 
-def test_resolved_run_yaml_has_every_key_and_loads_back(tmp_path):
-    project = C.load_project_config(ROOT / "config.yaml")
-    text = C.resolved_run_yaml(project, "demo/ablations/exp1")
-    data = yaml.safe_load(text)
-    assert list(data) == ["datasets", "detectors", "runs"] and list(data["runs"]) == ["demo/ablations/exp1"]
-    run = data["runs"]["demo/ablations/exp1"]
-    assert set(run["model"]) == {f.name for f in C.dataclasses.fields(C.ModelConfig)}  # defaults written out
-    assert run["model"]["use_knowledge_transfer"] is False and run["model"]["hidden_dim"] == 128  # preset, config
-    assert run["infer"]["use_global_score"] is False and run["train"]["iterations"] == 300
-    assert set(data["detectors"]) == {"demo_import"} and set(data["datasets"]) == {"demo"}
-    (tmp_path / "resolved.yaml").write_text(text)
-    again = C.load_project_config(tmp_path / "resolved.yaml")
-    assert again.run("demo/ablations/exp1") == wf.resolve_run(project, "demo/ablations/exp1")
-    assert again.detectors["demo_import"] == project.detectors["demo_import"]
-    with pytest.raises(C.ConfigError, match="unknown ablation 'exp99'"):
-        C.resolved_run_yaml(project, "demo/ablations/exp99")
-
-
 def test_schema_file_is_generated_from_the_dataclasses():
     on_disk = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
     assert on_disk == C.json_schema(), "run: python -m hoi_pipeline config-schema > schemas/config.schema.yaml"
@@ -116,15 +98,29 @@ def test_cli_sections_from_config_file_and_run():
     assert sections["detector"].backend == "precomputed"
 
 
-def test_runs_sharing_training_settings_share_the_checkpoint_and_bank():
+def test_runs_that_train_the_same_thing_share_one_training_address_and_bank():
     project = C.load_project_config(ROOT / "config.yaml")
-    runs = dict(project.runs)
-    runs["demo_gamma1"] = C.with_overrides(runs["demo"], {"infer": {"gamma": 1.0}})
-    runs["demo_long"] = C.with_overrides(runs["demo"], {"train": {"iterations": 999}})
-    assert wf.training_owner(runs, "demo_gamma1") == "demo"
-    assert wf.training_owner(runs, "demo_long") == "demo_long"
-    assert wf.bank_owner(runs, "demo_long") == "demo"
-    assert wf.bank_owner(runs, "hico_rn101") == "hico_rn101"
+    demo = project.runs["demo"]
+    key = wf.training_key(project, demo)
+    # inference, evaluation and runtime-only keys do not change what is trained
+    for overrides in ({"infer": {"gamma": 1.0}}, {"eval": {"iou_threshold": 0.6}},
+                      {"train": {"num_workers": 7, "log_every": 3, "checkpoint_every": 5, "device": "cpu"}}):
+        assert wf.training_key(project, C.with_overrides(demo, overrides)) == key, overrides
+    longer = C.with_overrides(demo, {"train": {"iterations": 999}})
+    assert wf.training_key(project, longer) != key
+    assert wf.bank_key(project, longer) == wf.bank_key(project, demo)
+    assert wf.bank_key(project, project.runs["hico_rn101"]) != wf.bank_key(project, demo)
+    assert key.startswith("demo-demo_import-hoi-tiny-rn-")
+
+
+def test_shared_addresses_do_not_depend_on_run_names_or_order():
+    project = C.load_project_config(ROOT / "config.yaml")
+    renamed = C.ProjectConfig(
+        datasets=project.datasets, detectors=project.detectors,
+        runs={"zzz_first": project.runs["demo"], **{k: v for k, v in reversed(project.runs.items())}},
+    )  # fmt: skip
+    assert wf.Workflow(renamed).training_of("demo") == wf.Workflow(project).training_of("demo")
+    assert wf.Workflow(renamed).training_of("zzz_first") == wf.Workflow(project).training_of("demo")
 
 
 def test_missing_dataset_message_says_where_and_which_key(tmp_path):
@@ -141,3 +137,20 @@ def test_local_weights_are_inputs_but_hub_tags_are_not():
     assert wf.local_weights("results/models/x.pt") == ["results/models/x.pt"]
     assert wf.local_weights("openai") == []
     assert wf.local_weights(None) == []
+
+
+def test_a_shared_job_has_the_same_settings_whichever_run_stands_for_it():
+    """A shared training or bank is one job: its settings (rerun triggers) must not depend on the run chosen."""
+    project = C.load_project_config(ROOT / "config.yaml")
+    workflow = wf.Workflow(project)
+    for stage, key_of in (("train", workflow.training_of), ("embed_prompts", workflow.bank_of)):
+        params = workflow.rerun_params(stage)
+        by_key: dict[str, set] = {}
+        for run in workflow.runs:
+            if project.datasets[workflow.run(run).dataset].synthetic is None:
+                continue  # real datasets are not on this machine (their option values check the files)
+            wildcards = {"run": run}
+            values = tuple(p(wildcards) if callable(p) else p for p in params.values())
+            by_key.setdefault(key_of(run), set()).add(values)
+        assert by_key and all(len(v) == 1 for v in by_key.values()), stage
+        assert len(by_key) < sum(1 for r in workflow.runs if project.datasets[workflow.run(r).dataset].synthetic), stage

@@ -242,7 +242,7 @@ def test_torchvision_end_to_end_through_weights_path(tmp_path, random_weights):
     assert file.attrs["weights"].endswith(f"sha256:{file_digest(random_weights)}")
     assert file.attrs["config"] == to_dict(config)
     assert file.attrs["objects"] == list(OBJECTS) and file.attrs["schema_version"] == 1
-    assert file.attrs["skipped_images"] == [] and file.attrs["skipped_count"] == 0
+    assert file.skipped_images == [] and file.attrs["skipped_count"] == 0
     assert file.read_all(["labels"])["labels"].dtype == np.int16
     settings = PostprocessSettings.from_config(config)
     total = 0
@@ -334,7 +334,7 @@ def test_bad_and_missing_images_are_skipped_when_configured(tmp_path, random_wei
     detect.run(detector=config, annotations=annotations, split="test", images=images, detections=None, out=out)
     file = ProposalsFile(out)
     assert file.filenames == names
-    assert file.attrs["skipped_images"] == [names[0], names[2]] and file.attrs["skipped_count"] == 2
+    assert file.skipped_images == [names[0], names[2]] and file.attrs["skipped_count"] == 2
     assert len(file[0]) == 0 and len(file[2]) == 0 and len(file[1]) > 0
     assert "img_0.png" in caplog.text and "img_2.png" in caplog.text
 
@@ -377,7 +377,8 @@ def test_precomputed_import_maps_labels_and_postprocesses(tmp_path):
     detections = tmp_path / "detections.json"
     write_detections_json(detections, [first, second, other], file_objects)
     out = tmp_path / "p.h5"
-    config = DetectorConfig(backend="precomputed", human_score_threshold=0.2, object_score_threshold=0.2, min_objects=1)
+    config = DetectorConfig(backend="precomputed", human_score_threshold=0.2, object_score_threshold=0.2, min_objects=1,
+                            allow_missing_images=True)  # names[2] is absent
     detect.run(detector=config, annotations=annotations, split="test", images=images, detections=detections, out=out)
 
     file = ProposalsFile(out)

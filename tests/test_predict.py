@@ -126,18 +126,20 @@ def test_predict_json_and_png(workspace, tmp_path):
 
 
 def test_default_checkpoint_and_ablation_runs(workspace, tmp_path, monkeypatch):
-    """No --checkpoint: results/{run}/train/model.pt of the run that trains it; an ablation run applies its infer switches."""
+    """No --checkpoint: results/{run}/train/model.pt, where the workflow shows a run's training; an ablation run
+    applies its infer switches."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "results" / "tiny" / "train").mkdir(parents=True)
-    (tmp_path / "results" / "tiny" / "train" / "model.pt").write_bytes((workspace / "model.pt").read_bytes())
+    train_dir = tmp_path / "results" / "tiny" / "ablations" / "exp7" / "train"
+    train_dir.mkdir(parents=True)
+    (train_dir / "model.pt").write_bytes((workspace / "model.pt").read_bytes())
     predict.run(
-        config_file=workspace / "config.yaml", run_name="tiny/ablations/no_score_fusion", checkpoint=None,
+        config_file=workspace / "config.yaml", run_name="tiny/ablations/exp7", checkpoint=None,
         inputs=[workspace / "photos" / "street.jpg"], out_dir=Path("out"), extractor=StubExtractor(),
     )  # fmt: skip
     record = json.loads((tmp_path / "out" / "street.json").read_text())
-    assert record["checkpoint"] == str(Path("results/tiny/train/model.pt"))
+    assert record["checkpoint"] == str(Path("results/tiny/ablations/exp7/train/model.pt"))
     assert len(record["interactions"]) == 3
-    assert all(item["score_global"] == 1.0 for item in record["interactions"])  # Eq. 3 without sigmoid(s_g)
+    assert all(item["score_global"] == 1.0 for item in record["interactions"])  # Eq. 3 without sigmoid(s_g) (Exp 7: the full model without score fusion)
 
 
 def test_predict_through_the_real_detector(workspace, tmp_path):

@@ -15,14 +15,17 @@ from hoi_pipeline.config import ClipConfig, ConfigError, from_dict
 from hoi_pipeline.datasets.hicodet import save_hicodet_json
 from hoi_pipeline.knowledge_bank_file import KnowledgeBankArtifact, load_knowledge_bank, write_knowledge_bank
 from hoi_pipeline.prompts import (
+    DEFAULT_ROLE_TEMPLATES,
     DEFAULT_TEMPLATE,
     article,
     build_prompt,
     build_prompts,
+    class_templates,
     ing_form,
     object_phrase,
     template_fields,
     verb_ing,
+    verb_templates,
 )
 from hoi_pipeline.structures import HOIAnnotations, ImageAnnotation, Vocabulary
 
@@ -244,6 +247,125 @@ def test_bank_checks_a_vocabulary(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# per-class templates: V-COCO's object and instrument roles (paper appendix G)
+
+
+def _vcoco_vocabulary() -> Vocabulary:
+    return Vocabulary(
+        verbs=("cut instr", "cut obj", "talk_on_phone instr", "hold obj"),
+        objects=("person", "knife", "cake", "cell_phone", "scissors"),
+        hoi_classes=np.array([[0, 1], [0, 4], [1, 2], [2, 3], [3, 0]]),
+        rare=np.zeros(0),
+        non_rare=np.arange(5),
+        verb_roles=("instr", "obj", "instr", "obj"),
+    )
+
+
+def test_vcoco_roles_pick_the_papers_templates() -> None:
+    assert build_prompts(_vcoco_vocabulary()) == (
+        "a person cutting with knife",
+        "a person cutting with scissors",
+        "a person cutting a cake",
+        "a person talking on phone with cell phone",
+        "a person holding a person",
+    )
+    assert class_templates(_vcoco_vocabulary()) == (
+        DEFAULT_ROLE_TEMPLATES["instr"], DEFAULT_ROLE_TEMPLATES["instr"], DEFAULT_ROLE_TEMPLATES["obj"],
+        DEFAULT_ROLE_TEMPLATES["instr"], DEFAULT_ROLE_TEMPLATES["obj"],
+    )  # fmt: skip
+
+
+def test_the_config_overrides_the_datas_template_choice() -> None:
+    vocabulary = _vcoco_vocabulary()
+    # no role templates: every class gets the single template, as HICO-DET's classes do
+    assert build_prompts(vocabulary, DEFAULT_TEMPLATE, {})[0] == "a person cutting a knife"
+    # a role's template, then one verb's own template, which wins over its role's
+    roles = {"instr": "a photo of a person {verb_ing} using {article} {object}"}
+    assert build_prompts(vocabulary, DEFAULT_TEMPLATE, roles)[0] == "a photo of a person cutting using a knife"
+    assert build_prompts(vocabulary, DEFAULT_TEMPLATE, roles)[2] == "a person cutting a cake"  # 'obj' falls back
+    overrides = {"talk_on_phone instr": "a person talking on {article} {object}"}
+    prompts = build_prompts(vocabulary, DEFAULT_TEMPLATE, None, overrides)
+    assert prompts[3] == "a person talking on a cell phone" and prompts[0] == "a person cutting with knife"
+    assert verb_templates(vocabulary, overrides=overrides)[2] == overrides["talk_on_phone instr"]
+    with pytest.raises(ValueError, match=r"clip.verb_templates: unknown verb\(s\) \['ride instr'\]"):
+        build_prompts(vocabulary, DEFAULT_TEMPLATE, None, {"ride instr": DEFAULT_TEMPLATE})
+    with pytest.raises(ValueError, match=r"clip.role_templates.instr: unknown field\(s\) \['thing'\]"):
+        build_prompts(vocabulary, DEFAULT_TEMPLATE, {"instr": "a person {verb_ing} with {thing}"})
+    with pytest.raises(ConfigError, match=r"runs.x.clip: clip.verb_templates.cut obj: unknown field"):
+        from_dict(ClipConfig, {"verb_templates": {"cut obj": "{verbing}"}}, "runs.x.clip")
+    clip = from_dict(ClipConfig, {"role_templates": {"instr": "a person {verb_ing} using {object}"}}, "runs.x.clip")
+    assert clip.role_templates == {"instr": "a person {verb_ing} using {object}"}
+    assert ClipConfig().role_templates == DEFAULT_ROLE_TEMPLATES and ClipConfig().verb_templates == {}
+
+
+def test_hico_classes_keep_the_single_template() -> None:
+    path = SHARED / "hicodet" / "instances_test2015.json"
+    if not path.is_file():
+        pytest.skip("HICO-DET annotations not available")
+    from hoi_pipeline.datasets import load_annotations
+
+    vocabulary = load_annotations(path, "test").vocabulary
+    assert vocabulary.verb_roles == ()
+    assert set(class_templates(vocabulary, DEFAULT_TEMPLATE, DEFAULT_ROLE_TEMPLATES)) == {DEFAULT_TEMPLATE}
+
+
+def _check_vcoco_prompts(vocabulary: Vocabulary) -> tuple[str, ...]:
+    """Every class has a clean prompt from its role's template: 'with' and no article for instruments."""
+    prompts = build_prompts(vocabulary)
+    assert len(prompts) == vocabulary.num_classes and len(set(prompts)) == len(prompts)
+    for (v, o), prompt in zip(vocabulary.hoi_classes.tolist(), prompts):
+        action = vocabulary.verbs[v].rpartition(" ")[0]
+        words = object_phrase(vocabulary.objects[o])
+        assert "_" not in prompt and "  " not in prompt and not prompt.endswith(" ")
+        assert prompt.startswith(f"a person {verb_ing(action)} ")
+        if vocabulary.verb_roles[v] == "instr":
+            assert prompt == f"a person {verb_ing(action)} with {words}"
+        else:
+            assert prompt == " ".join(f"a person {verb_ing(action)} {article(words)} {words}".split())
+    return prompts
+
+
+def test_every_class_of_the_real_vcoco_json_gets_its_prompt() -> None:
+    path = SHARED / "vcoco" / "instances_vcoco_trainval.json"
+    if not path.is_file():
+        pytest.skip("V-COCO annotations not available")
+    from hoi_pipeline.datasets import load_annotations
+
+    vocabulary = load_annotations(path, "trainval").vocabulary
+    prompts = _check_vcoco_prompts(vocabulary)
+    assert "a person cutting with knife" in prompts and "a person cutting a cake" in prompts
+    assert "a person riding with horse" in prompts and "a person holding an umbrella" in prompts
+    assert "a person talking on phone with cell phone" in prompts and "a person skiing with skis" in prompts
+
+
+# the 26 actions of the official release and their object roles (vcoco_*.json 'role_name', in file order)
+VCOCO_ACTIONS = {
+    "hold": ("obj",), "stand": (), "sit": ("instr",), "ride": ("instr",), "walk": (), "look": ("obj",),
+    "hit": ("instr", "obj"), "eat": ("obj", "instr"), "jump": ("instr",), "lay": ("instr",),
+    "talk_on_phone": ("instr",), "carry": ("obj",), "throw": ("obj",), "catch": ("obj",), "cut": ("instr", "obj"),
+    "run": (), "work_on_computer": ("instr",), "ski": ("instr",), "surf": ("instr",), "skateboard": ("instr",),
+    "smile": (), "drink": ("instr",), "kick": ("obj",), "point": ("instr",), "read": ("obj",),
+    "snowboard": ("instr",),
+}  # fmt: skip
+
+
+def test_every_class_of_the_official_layout_gets_its_prompt(tmp_path: Path) -> None:
+    from hoi_pipeline.datasets import load_annotations
+    from hoi_pipeline.datasets.vcoco_official import COCOInstance, OfficialImage, PersonActions, VCOCOAction
+    from hoi_pipeline.datasets.vcoco_official import write_vcoco_official
+
+    path = SHARED / "vcoco" / "instances_vcoco_test.json"
+    categories = json.loads(path.read_text())["objects"][1:] if path.is_file() else ["person", "knife", "skis"]
+    image = OfficialImage("a.jpg", 10, 10, (COCOInstance("person", (0, 0, 5, 5)),), (PersonActions(0),))
+    actions = [VCOCOAction(name, roles) for name, roles in VCOCO_ACTIONS.items()]  # every role takes any category
+    write_vcoco_official(tmp_path, actions=actions, categories=categories, parts={"test": [image]})
+    vocabulary = load_annotations(tmp_path, "test").vocabulary
+    assert len(vocabulary.verbs) == 25 and "point instr" in vocabulary.verbs  # agent-only actions have no class
+    prompts = _check_vcoco_prompts(vocabulary)
+    assert len(prompts) == 25 * len(categories) and "a person pointing with person" in prompts
+
+
+# --------------------------------------------------------------------------------------------
 # embed-prompts stage end to end on the tiny CLIP
 
 
@@ -303,3 +425,20 @@ def test_embed_prompts_missing_weights_leave_no_output(tmp_path: Path) -> None:
     bad_device = ClipConfig(model="hoi-tiny-rn", pretrained=None, device="gpu0")
     with pytest.raises(ValueError, match="clip.device: 'gpu0' is not a device"):
         embed_prompts.run(clip=bad_device, annotations=annotations_path, split="train", out=tmp_path / "bank.h5")
+
+
+def test_embed_prompts_stage_uses_the_role_templates(tmp_path: Path) -> None:
+    from hoi_pipeline.stages import embed_prompts
+
+    payload = {
+        "classes": ["cut instr", "cut obj"],
+        "objects": ["background", "person", "knife", "cake"],
+        "images": [1],
+        "action_to_object": [[2], [3]],
+        "annotations": [{"file_name": "a.jpg", "boxes_h": [], "boxes_o": [], "actions": [], "objects": []}],
+    }
+    annotations = tmp_path / "vcoco.json"
+    annotations.write_text(json.dumps(payload))
+    clip = ClipConfig(model="hoi-tiny-rn", pretrained=None, device="cpu", verb_templates={"cut obj": "{object} cut"})
+    embed_prompts.run(clip=clip, annotations=annotations, split="test", out=tmp_path / "bank.h5")
+    assert load_knowledge_bank(tmp_path / "bank.h5").prompts == ("a person cutting with knife", "cake cut")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import PIL
 import pytest
 from PIL import Image
 
@@ -158,13 +160,14 @@ def test_verbs_are_predictable_from_box_geometry(demo):
 
 
 def test_detections_look_like_a_detector():
-    from hoi_pipeline.datasets.synthetic import DetectorNoise, generate_scenes, simulate_detections
+    from hoi_pipeline.datasets.synthetic import DetectorNoise, generate_scenes
+    from hoi_pipeline.datasets.synthetic.hicodet_scenes import detect
 
     vocab = synthetic_vocabulary()
     rng = np.random.default_rng(0)
     matched_scores, unmatched_scores, found, total, confused = [], [], 0, 0, 0
     for scene in generate_scenes("test", 80, 192, 0, vocab):
-        proposals = simulate_detections(scene, vocab, DetectorNoise(), rng)
+        proposals = detect(scene, vocab, DetectorNoise(), rng)
         assert ((proposals.scores > 0) & (proposals.scores < 1)).all()
         assert proposals.labels.min() >= 0 and proposals.labels.max() < vocab.num_objects
         overlap = iou(scene.instance_boxes, proposals.boxes)  # (drawn instances, detections)
@@ -198,10 +201,14 @@ def test_stage_writes_the_dataset_atomically(tmp_path):
     out = tmp_path / "demo"
     (out / "images" / "train").mkdir(parents=True)
     (out / "images" / "train" / "stale.png").write_bytes(b"old")
-    generate_demo.run(settings=settings, out_dir=out)
+    written = generate_demo.run(settings=settings, out_dir=out)
     assert sorted(p.name for p in out.iterdir()) == [
         "detections_test.json", "detections_train.json", "images", "test.json", "train.json"
     ]  # no staging folder left behind
+    assert written == [out / name for name in generate_demo.demo_outputs(settings)]
+    assert generate_demo.demo_outputs(settings) == [
+        "images", "detections_train.json", "detections_test.json", "train.json", "test.json"
+    ]
     train, test = load_annotations(out / "train.json"), load_annotations(out / "test.json")
     assert train.vocabulary.objects == test.vocabulary.objects and train.vocabulary.verbs == test.vocabulary.verbs
     assert train.vocabulary.rare.tolist() == test.vocabulary.rare.tolist()
@@ -220,3 +227,46 @@ def test_config_rejects_bad_generator_settings():
         from_dict(SyntheticConfig, {"num_train": 0}, "datasets.demo.synthetic")
     with pytest.raises(ConfigError, match="detector_miss_rate must lie in"):
         from_dict(SyntheticConfig, {"detector_miss_rate": 1.5}, "datasets.demo.synthetic")
+
+
+# --------------------------------------------------------------------------------------------
+# the HICO-DET demo's output is pinned: the table-driven generator reproduces the original one
+
+# sha256 of the files that the original single-module generator (commit ea33e39) wrote for
+# SyntheticConfig(seed=3, num_train=24, num_test=8, image_size=96). The json files depend only on
+# NumPy (its Generator streams and float arithmetic) and on json formatting, not on Pillow: boxes
+# come from the shapes' geometry, the random draws do not depend on the drawing.
+PINNED_JSON = {
+    "train.json": "e412dc5d6190227ff8befcd64726a6a7a87342331907215b509104486c9468b3",
+    "test.json": "604994c7ad7b2d430267ef31b887af5f138f0cd92d2b2aafa03e96f829a4922a",
+    "detections_train.json": "ed43b1c51e14e856a51e63af3ad6cdef634b3ee988a1ffaee295d52e83e2556d",
+    "detections_test.json": "677cd598dad4df3563cb2032b60a1f41d2ba07847923d16a15722109825ddc14",
+}
+# sha256 over (relative path, decoded RGB bytes) of every image, sorted by path. Rasterisation
+# (polygon and ellipse edges) changes between Pillow releases, so this is pinned to the Pillow
+# major version it was recorded with.
+PINNED_PIXELS = ("13", "55acb3774eafb4d7fd4612d3cfd902248f972c22ae5ba4be9eefbbfc921bea9a")
+PINNED_SETTINGS = SyntheticConfig(seed=3, num_train=24, num_test=8, image_size=96)
+
+
+@pytest.fixture(scope="module")
+def pinned_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pinned")
+    generate_demo.run(settings=PINNED_SETTINGS, out_dir=out)
+    return out
+
+
+def test_hicodet_demo_annotations_and_detections_match_the_original_generator(pinned_demo):
+    digests = {name: hashlib.sha256((pinned_demo / name).read_bytes()).hexdigest() for name in PINNED_JSON}
+    assert digests == PINNED_JSON
+
+
+@pytest.mark.skipif(PIL.__version__.split(".")[0] != PINNED_PIXELS[0],
+                    reason=f"pixel digest recorded with Pillow {PINNED_PIXELS[0]}.x (rasterisation differs by release)")
+def test_hicodet_demo_pixels_match_the_original_generator(pinned_demo):
+    digest = hashlib.sha256()
+    for path in sorted((pinned_demo / "images").rglob("*.png")):
+        with Image.open(path) as image:
+            digest.update(path.relative_to(pinned_demo).as_posix().encode())
+            digest.update(np.asarray(image.convert("RGB")).tobytes())
+    assert digest.hexdigest() == PINNED_PIXELS[1]

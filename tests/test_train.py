@@ -155,9 +155,9 @@ def test_dataset_reads_proposals_file_and_counts_skipped(split):
         annotations, images=split["images"], proposals=split["proposals"], preprocessing=PRE
     )
     indices, skipped = dataset.training_indices()  # the image without a pair still trains L_g
-    assert indices == list(range(7)) and skipped == {"no_hoi_label": 0, "no_human_pair": 1}
+    assert indices == list(range(7)) and skipped == {"unreadable": 0, "no_hoi_label": 0, "no_human_pair": 1}
     indices, skipped = dataset.training_indices(include_without_pairs=False)
-    assert indices == list(range(6)) and skipped == {"no_hoi_label": 0, "no_human_pair": 1}
+    assert indices == list(range(6)) and skipped == {"unreadable": 0, "no_hoi_label": 0, "no_human_pair": 1}
     assert dataset[6].labels.tolist() == [1]
     with pytest.raises(ValueError, match="no proposals for 1 of"):
         HOIImageDataset(images=split["images"], filenames=["img0.png", "other.png"], proposals=split["proposals"],

@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from hoi_pipeline import workflow as wf
+
 ROOT = Path(__file__).resolve().parents[1]
 REDUCED = {
     "datasets": {"demo": {"synthetic": {"num_train": 160, "num_test": 24, "image_size": 128}}},
@@ -25,7 +27,7 @@ REDUCED = {
 }  # fmt: skip
 
 
-WORKFLOW_FILES = ("Snakefile", "rules", "schemas", "envs", "config.yaml", "hoi_pipeline")
+WORKFLOW_FILES = ("Snakefile", "rules", "schemas", "envs", "report", "config.yaml", "hoi_pipeline")
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -88,18 +90,21 @@ def workflow(tmp_path) -> Path:
 def test_demo_dry_run_plans_every_stage(workflow):
     counts = planned_rules(workflow, "results/demo/metrics.csv", workflow / "config.yaml")
     assert counts == {
-        "generate_demo": 1, "init_clip": 1, "detect": 2, "embed_prompts": 1, "train": 1, "infer": 1, "evaluate": 1,
+        "generate_demo": 1, "init_clip": 1, "detect": 2, "embed_prompts": 1, "bank_settings": 1, "train": 1,
+        "training_settings": 1, "link_training": 1, "infer": 1, "evaluate": 1,
     }  # fmt: skip
 
 
 def test_ablation_table_plans_each_variant_and_reuses_shared_work(workflow):
     counts = planned_rules(workflow, "results/demo/ablations.md", workflow / "config.yaml")
     presets = yaml.safe_load((workflow / "config.yaml").read_text())["runs"]["demo"]["ablations"]
-    # exp4 (exp3 + score fusion), exp7 (the full model without it) and no_ktn (exp6 + score fusion) differ from
-    # another row in inference only: no training of their own
-    assert {"exp4", "exp7", "no_ktn"} <= set(presets)
-    assert counts["train"] == 1 + len(presets) - 3
-    assert counts["infer"] == counts["evaluate"] == 1 + len(presets)
+    # presets that train what the full model trains (or change inference only) share its training
+    project = wf.load_workflow_config(yaml.safe_load((workflow / "config.yaml").read_text()))
+    runs = ["demo", *wf.ablation_runs(project, "demo")]
+    trainings = {wf.training_key(project, wf.resolve_run(project, run)) for run in runs}
+    assert len(trainings) == len(runs) - 3  # exp4 = exp3, exp7 = the full model, no_ktn = exp6 but for inference
+    assert counts["train"] == counts["training_settings"] == len(trainings)
+    assert counts["infer"] == counts["evaluate"] == counts["link_training"] == 1 + len(presets)
     assert counts["embed_prompts"] == 1 and counts["detect"] == 2 and counts["ablations"] == 1
 
 
@@ -166,21 +171,39 @@ def test_a_paper_size_backbone_runs_through_the_dag(demo_run, tmp_path):
     assert metrics["full"].between(0, 100).all()
 
 
+# a training rerun in its folder, and one that moves to a new address (its settings changed)
+RETRAIN = {"train", "link_training", "infer", "evaluate"}
+NEW_TRAINING = RETRAIN | {"training_settings"}
+
+
 @pytest.mark.slow
 def test_nothing_reruns_without_a_change(demo_run):
     assert planned_rules(demo_run, "results/demo/metrics.csv", demo_run / "config.yaml", demo_run / "reduced.yaml") == {}
 
 
 @pytest.mark.slow
+def test_a_run_sees_its_shared_training_through_links(demo_run):
+    link = demo_run / "results/demo/train/model.pt"
+    assert link.is_symlink()
+    target = link.resolve()
+    assert target.parent.parent.name == "train" and target.parent.parent.parent.name == "shared"
+    settings = yaml.safe_load((target.parent / "settings.yaml").read_text())
+    assert settings["train"]["iterations"] == REDUCED["runs"]["demo"]["train"]["iterations"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"runs": {"demo": {"train": {"iterations": 13}}}}, {"train", "infer", "evaluate"}),
+        ({"runs": {"demo": {"train": {"iterations": 13}}}}, NEW_TRAINING),
         ({"runs": {"demo": {"infer": {"gamma": 1.0}}}}, {"infer", "evaluate"}),
         ({"runs": {"demo": {"eval": {"iou_threshold": 0.6}}}}, {"evaluate"}),
         ({"runs": {"demo": {"clip": {"template": "a photo of a person {verb_ing} {article} {object}"}}}},
-         {"embed_prompts", "train", "infer", "evaluate"}),
-        ({"detectors": {"demo_import": {"human_score_threshold": 0.3}}}, {"detect", "train", "infer", "evaluate"}),
+         {"embed_prompts", "bank_settings"} | NEW_TRAINING),
+        ({"detectors": {"demo_import": {"human_score_threshold": 0.3}}}, {"detect"} | RETRAIN),
+        # how a stage runs is not what it computes: runtime keys rerun nothing
+        ({"runs": {"demo": {"train": {"num_workers": 1, "log_every": 1, "checkpoint_every": 3, "device": "cpu"},
+                            "infer": {"batch_size": 3, "num_workers": 1}}}}, set()),
     ],
 )  # fmt: skip
 def test_a_config_change_reruns_only_what_it_touches(demo_run, tmp_path, change, expected):
@@ -190,14 +213,111 @@ def test_a_config_change_reruns_only_what_it_touches(demo_run, tmp_path, change,
 
 
 @pytest.mark.slow
-def test_a_code_change_reruns_the_stages_that_run_it(demo_run, tmp_path):
+def test_a_dry_run_says_which_setting_changed(demo_run, tmp_path):
+    changed = write_yaml(tmp_path / "change.yaml", {"runs": {"demo": {"infer": {"gamma": 1.5}}}})
+    result = snakemake(demo_run, "-n", "--configfile", str(demo_run / "config.yaml"), str(demo_run / "reduced.yaml"),
+                       str(changed), "--", "results/demo/metrics.csv")  # fmt: skip
+    assert "infer.gamma = 2.8" in result.stdout and "infer.gamma = 1.5" in result.stdout
+
+
+@pytest.mark.slow
+def test_adding_or_reordering_runs_reruns_nothing_of_demo(demo_copy):
+    config = yaml.safe_load((demo_copy / "config.yaml").read_text())
+    runs = config["runs"]
+    # a new run with demo's settings, above demo, and the other runs in reverse order
+    config["runs"] = {"demo_twin": runs["demo"], **dict(reversed(list(runs.items())))}
+    write_yaml(demo_copy / "config.yaml", config)
+    reduced = yaml.safe_load((demo_copy / "reduced.yaml").read_text())
+    reduced["runs"]["demo_twin"] = reduced["runs"]["demo"]
+    write_yaml(demo_copy / "reduced.yaml", reduced)
+    configs = (demo_copy / "config.yaml", demo_copy / "reduced.yaml")
+    assert planned_rules(demo_copy, "results/demo/metrics.csv", *configs) == {}
+    # the twin trains exactly what demo trains: it reuses demo's training (links it, then infers and evaluates)
+    assert set(planned_rules(demo_copy, "results/demo_twin/metrics.csv", *configs)) == {"link_training", "infer", "evaluate"}
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.fixture
+def demo_copy(demo_run, tmp_path) -> Path:
     workdir = tmp_path / "copy"
-    shutil.copytree(demo_run, workdir)  # keeps mtimes and Snakemake's records
-    configs = (workdir / "config.yaml", workdir / "reduced.yaml")
-    assert planned_rules(workdir, "results/demo/metrics.csv", *configs) == {}
-    with open(workdir / "hoi_pipeline/evaluation/hicodet.py", "a") as handle:
-        handle.write("\n# an edit\n")
-    assert set(planned_rules(workdir, "results/demo/metrics.csv", *configs)) == {"evaluate"}
-    with open(workdir / "hoi_pipeline/losses.py", "a") as handle:
-        handle.write("\n# an edit\n")
-    assert set(planned_rules(workdir, "results/demo/metrics.csv", *configs)) == {"train", "infer", "evaluate"}
+    shutil.copytree(demo_run, workdir, symlinks=True)  # keeps mtimes, links and Snakemake's records
+    return workdir
+
+
+@pytest.mark.slow
+def test_comments_docstrings_and_formatting_rerun_nothing(demo_copy):
+    configs = (demo_copy / "config.yaml", demo_copy / "reduced.yaml")
+    package = demo_copy / "hoi_pipeline"
+    for path in sorted(package.rglob("*.py")):
+        text = path.read_text()
+        if text.startswith('"""'):
+            text = '"""An edited docstring. ' + text[3:]
+        path.write_text("# a comment\n" + text.replace("\n\n\n", "\n\n\n\n") + "\n# end\n")
+    assert planned_rules(demo_copy, "results/demo/metrics.csv", *configs) == {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        ("modeling/knowledge_transfer.py", RETRAIN),
+        ("detection/precomputed.py", {"detect"} | RETRAIN),
+        ("evaluation/hicodet.py", {"evaluate"}),
+        ("prompts.py", {"embed_prompts"} | RETRAIN),
+    ],
+)
+def test_a_code_change_reruns_the_stages_that_run_it(demo_copy, module, expected):
+    configs = (demo_copy / "config.yaml", demo_copy / "reduced.yaml")
+    path = demo_copy / "hoi_pipeline" / module
+    path.write_text(path.read_text() + "\n\ndef _an_edit():\n    return 1\n")  # a real change of the module's code
+    result = snakemake(demo_copy, "-n", "--configfile", *map(str, configs), "--", "results/demo/metrics.csv")
+    assert set(planned_rules(demo_copy, "results/demo/metrics.csv", *configs)) == expected
+    assert f"code hoi_pipeline/{module}" in result.stdout  # the dry run names the changed file
+
+
+@pytest.mark.slow
+def test_demo_figures_and_report(demo_copy):
+    """The figures rule on the demo run: every figure, the Markdown gallery and Snakemake's report."""
+    from hoi_pipeline.stages import figures
+
+    configs = [str(demo_copy / "config.yaml"), str(demo_copy / "reduced.yaml")]
+    # the figures read only what the run already made: nothing upstream reruns
+    assert set(planned_rules(demo_copy, "results/demo/figures/index.md", *map(Path, configs))) == {"figures"}
+    snakemake(demo_copy, "-j2", "--configfile", *configs, "--", "results/demo/figures/index.md")
+    figures_dir = demo_copy / "results/demo/figures"
+    index = (figures_dir / "index.md").read_text()
+    from test_report import SECTIONS
+
+    assert [s for s in SECTIONS if s in index] == list(SECTIONS)
+    assert "it mirrors no paper setting" in index and "Not built" in index
+    for name in figures.OUTPUTS.values():
+        assert (figures_dir / name).stat().st_size > 0, name
+    snakemake(demo_copy, "--report", "results/demo/report.html", "--configfile", *configs, "--",
+              "results/demo/figures/index.md")  # fmt: skip
+    report = (demo_copy / "results/demo/report.html").read_text()
+    for category in ("Metrics", "Training", "Per-class AP", "Qualitative", "Ablations", "Provenance"):
+        assert f'"{category}"' in report, category
+    for name in ("training_curves.png", "qualitative.png", "precision_recall.png", "provenance.html"):
+        assert name in report, name
+    assert "self-taught relatedness loss" in report  # a caption
+    assert not list(demo_copy.rglob("*.tmp")), "a temporary file was left behind"
+
+
+@pytest.mark.slow
+def test_vcoco_demo_runs_end_to_end(demo_run, tmp_path):
+    """The synthetic V-COCO-style scenes (official layout) through every stage: role AP in both scenarios."""
+    reduced = write_yaml(tmp_path / "vcoco.yaml", {
+        "datasets": {"vcoco_demo": {"synthetic": {"num_train": 60, "num_test": 24, "image_size": 128}}},
+        "runs": {"vcoco_demo": REDUCED["runs"]["demo"]},
+    })  # fmt: skip
+    configs = [str(demo_run / "config.yaml"), str(demo_run / "reduced.yaml"), str(reduced)]
+    snakemake(demo_run, "-j2", "--configfile", *configs, "--", "results/vcoco_demo/metrics.csv")
+    metrics = pd.read_csv(demo_run / "results/vcoco_demo/metrics.csv")
+    roles = metrics.set_index("setting").loc[["scenario_1", "scenario_2"], "ap_role"]
+    assert roles.between(0, 100).all()
+    assert (demo_run / "results/data/vcoco_demo/instances_vcoco_all_2014.json").is_file()  # the official layout

@@ -22,8 +22,12 @@ detector) can feed the pipeline. Layout:
   dataset's object classes (HICO-DET spelling: "sports_ball", "dining_table"), so the file's class
   order need not be the dataset's; every name must be one of the dataset's classes.
 - `images`: keyed by the image's file name as the annotation file lists it; `boxes` (M, 4),
-  `scores` (M,) in [0, 1], `labels` (M,) integers. An image may have M = 0; images of the split
-  that are absent from the file get no detections.
+  `scores` (M,) in [0, 1], `labels` (M,) integers. An image may have M = 0. Names are compared
+  after Unicode NFC normalisation (macOS writes NFD), with `/` separators and no leading `./`; a
+  key that is the annotation's name with a folder prefix (`images/test/x.jpg` for `x.jpg`), or the
+  reverse, names that image when no other key or image could claim it (`match_filenames`).
+  Every image of the split must have an entry; `detector.allow_missing_images: true` lets absent
+  images go without detections.
 
 A malformed file is a ValueError naming the file and, where it applies, the image.
 """
@@ -31,7 +35,9 @@ A malformed file is a ValueError naming the file and, where it applies, the imag
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +116,64 @@ def _parse_entry(path: Path, filename: str, entry: object, to_dataset: np.ndarra
         raise ValueError(f"{where}: labels must be integers in 0..{len(to_dataset) - 1} (indices into 'objects')")
     mapped = to_dataset[labels.astype(np.int64)] if len(labels) else np.zeros(0, dtype=np.int64)
     return Proposals(filename=filename, boxes=boxes, scores=scores, labels=mapped)
+
+
+# --------------------------------------------------------------------------------------------
+# matching the file's image names to a split's
+
+
+def normalise_filename(name: str) -> str:
+    """A file name as compared across tools: Unicode NFC, `/` separators, no leading `./`."""
+    name = unicodedata.normalize("NFC", name).replace("\\", "/")
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
+def _ends_with_path(longer: str, shorter: str) -> bool:
+    """True when `shorter`'s path components are the last components of `longer`'s."""
+    return longer == shorter or longer.endswith("/" + shorter)
+
+
+def match_filenames(wanted: Sequence[str], available: Iterable[str], source: str) -> dict[str, str]:
+    """For each name of `wanted` (a split's images), the name in `available` (the file's keys) of the same image.
+
+    Equal names after `normalise_filename` match first; otherwise the one available name whose path
+    ends with the wanted one's (`images/test/x.jpg` for `x.jpg`), or the reverse. Two spellings of one
+    name in `available`, a name two keys could match, or a key matched by two images is a ValueError
+    naming `source` and the names. Images without a match are absent from the result.
+    """
+    by_normal: dict[str, str] = {}
+    for name in available:
+        key = normalise_filename(name)
+        if key in by_normal and by_normal[key] != name:
+            raise ValueError(f"{source}: '{by_normal[key]}' and '{name}' are one file name spelt two ways")
+        by_normal[key] = name
+    by_base: dict[str, list[str]] = defaultdict(list)
+    for key in by_normal:
+        by_base[key.rsplit("/", 1)[-1]].append(key)
+    claimed: dict[str, str] = {}  # normalised key -> the wanted name that took it
+    matches: dict[str, str] = {}
+    for name in wanted:
+        key = normalise_filename(name)
+        if key not in by_normal:
+            candidates = [
+                other for other in by_base.get(key.rsplit("/", 1)[-1], [])
+                if _ends_with_path(other, key) or _ends_with_path(key, other)
+            ]  # fmt: skip
+            if len(candidates) > 1:
+                raise ValueError(
+                    f"{source}: image '{name}' could be any of the entries {[by_normal[c] for c in candidates[:3]]}; "
+                    "key the entries by the names the annotation file uses"
+                )
+            if not candidates:
+                continue
+            key = candidates[0]
+        if key in claimed:
+            raise ValueError(
+                f"{source}: entry '{by_normal[key]}' names both '{claimed[key]}' and '{name}' of the split; "
+                "key the entries by the names the annotation file uses"
+            )
+        claimed[key] = name
+        matches[name] = by_normal[key]
+    return matches

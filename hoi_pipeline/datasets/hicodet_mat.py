@@ -13,6 +13,8 @@ sorted among the verbs), names with underscores ("sports_ball"); HOI class i = `
 Invisible interactions are dropped; an image left without any visible pair is kept with zero pairs
 and listed in `empty`. Rare classes have fewer than 10 visible training pairs (counted in
 `bbox_train` whichever split is loaded), as in HICO-DET's Rare / Non-Rare protocol.
+A class id outside 1..N, a connection outside the image's boxes, or a box that is not finite with
+x2 >= x1 and y2 >= y1 is a ValueError naming the file, the image and the entry.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hoi_pipeline.datasets.validation import check_boxes
 from hoi_pipeline.structures import HOIAnnotations, ImageAnnotation, Vocabulary
 
 log = logging.getLogger(__name__)
@@ -98,15 +101,17 @@ def _number(value: object, where: str) -> float:
     return float(array[0])
 
 
-def _boxes(records: object, where: str) -> np.ndarray:
-    """(K, 4) continuous boxes from a struct array with x1, y1, x2, y2 (1-based inclusive)."""
+def _boxes(records: object, where: str, what: str) -> np.ndarray:
+    """(K, 4) continuous boxes from a struct array with x1, y1, x2, y2 (1-based inclusive, x2 >= x1, y2 >= y1)."""
     rows = []
     for record in _records(records):
         try:
             rows.append([_number(getattr(record, key), where) for key in ("x1", "y1", "x2", "y2")])
         except AttributeError as error:
             raise ValueError(f"{where}: a box lacks x1, y1, x2 or y2") from error
-    return np.asarray(rows, dtype=np.float32).reshape(-1, 4) + ONE_BASED_SHIFT
+    boxes = np.asarray(rows, dtype=np.float32).reshape(-1, 4)
+    check_boxes(boxes, lambda k: f"{where}, {what} box {k + 1}" if k >= 0 else where, what)
+    return boxes + ONE_BASED_SHIFT
 
 
 def _parse_image(path: Path, entry: object, num_classes: int) -> ImageAnnotation:
@@ -122,18 +127,19 @@ def _parse_image(path: Path, entry: object, num_classes: int) -> ImageAnnotation
     for k, interaction in enumerate(interactions):
         where = f"{path}: image '{filename}', hoi entry {k + 1}"
         try:
-            class_id = int(_number(interaction.id, where))
+            class_id = _number(interaction.id, where)
             invisible = bool(np.asarray(interaction.invis).size and _number(interaction.invis, where))
             humans_field, objects_field, connection_field = (
                 interaction.bboxhuman, interaction.bboxobject, interaction.connection
             )
         except AttributeError as error:
             raise ValueError(f"{where}: lacks id, invis, bboxhuman, bboxobject or connection") from error
-        if not 1 <= class_id <= num_classes:
-            raise ValueError(f"{where}: HOI class id {class_id} outside 1..{num_classes}")
+        if not (class_id.is_integer() and 1 <= class_id <= num_classes):
+            raise ValueError(f"{where}: HOI class id {class_id:g} is not an integer in 1..{num_classes}")
+        class_id = int(class_id)
         if invisible:
             continue
-        humans, objects = _boxes(humans_field, where), _boxes(objects_field, where)
+        humans, objects = _boxes(humans_field, where, "bboxhuman"), _boxes(objects_field, where, "bboxobject")
         connection = np.asarray(connection_field, dtype=np.float64).reshape(-1, 2)
         if connection.size and (connection != np.round(connection)).any():
             raise ValueError(f"{where}: connection indices must be integers")

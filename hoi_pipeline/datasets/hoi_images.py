@@ -17,10 +17,16 @@ pairs: train_global`) or are skipped (`skip`); `HOIImageDataset.training_indices
 ones and counts the others. Images with no proposals at all are valid items (empty box tensors), so
 inference never crashes on them. Proposals come from the detect stage's HDF5 (`ProposalsFile`),
 opened lazily in each DataLoader worker.
+
+`detector.on_bad_image: skip` means the same in every stage: the images the detect stage could not
+read are listed in the proposals file (`skipped_images`); training leaves them out of its indices
+and inference out of its loop (`readable_indices`), both counting them. An image that cannot be
+read but is not listed is an `InputFileError` naming it (one line, also from a DataLoader worker).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,10 +37,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from hoi_pipeline.artifacts import ProposalsFile
+from hoi_pipeline.artifacts import InputFileError, ProposalsFile
 from hoi_pipeline.datasets.images import read_image
 from hoi_pipeline.losses import ImageTargets
 from hoi_pipeline.structures import HOIAnnotations, ImageAnnotation, Proposals, Vocabulary
+
+log = logging.getLogger(__name__)
 
 
 PAD_MULTIPLE = 32  # a batch's height and width are multiples of the backbone's stride
@@ -200,8 +208,10 @@ class HOIImageDataset(Dataset):
                 )
             self._rows = [self._file.index[name] for name in self.filenames]
             self._proposals: list[Proposals] | None = None
+            self.skipped_images = frozenset(self._file.skipped_images) & set(self.filenames)
         else:
             self._file = None
+            self.skipped_images = frozenset()  # images the detect stage could not read (on_bad_image: skip)
             self._proposals = list(proposals)
             if len(self._proposals) != len(self.filenames):
                 raise ValueError(f"{len(self._proposals)} proposal sets for {len(self.filenames)} images")
@@ -239,11 +249,15 @@ class HOIImageDataset(Dataset):
         if self._file is not None:
             self._file.close()
 
+    def readable_indices(self) -> list[int]:
+        """Every image but those the detect stage skipped as unreadable (what inference runs on)."""
+        return [i for i, name in enumerate(self.filenames) if name not in self.skipped_images]
+
     def training_indices(self, include_without_pairs: bool = True) -> tuple[list[int], dict[str, int]]:
-        """Images usable for training, and counts: skipped without an HOI label, without a human-object pair.
+        """Images usable for training, and counts: unreadable, without an HOI label, without a human-object pair.
 
         An image whose proposals make no human-object pair is used when `include_without_pairs`
-        (it trains L_g) and skipped otherwise; `no_human_pair` counts such images either way.
+        (it trains L_g) and left out otherwise; `no_human_pair` counts such images either way.
         """
         if self.annotations is None:
             raise ValueError("training needs annotations (image-level labels)")
@@ -258,8 +272,9 @@ class HOIImageDataset(Dataset):
         # a pair needs a human and one more detection
         has_pair = [bool((lab == person).any()) and len(lab) >= 2 for lab in image_labels]
         keep, no_label, no_human = [], 0, 0
-        for i, annotation in enumerate(self.annotations):
-            if annotation.num_pairs == 0:
+        readable = self.readable_indices()
+        for i in readable:
+            if self.annotations[i].num_pairs == 0:
                 no_label += 1
                 continue
             if not has_pair[i]:
@@ -267,13 +282,19 @@ class HOIImageDataset(Dataset):
                 if not include_without_pairs:
                     continue
             keep.append(i)
-        return keep, {"no_hoi_label": no_label, "no_human_pair": no_human}
+        unreadable = len(self.filenames) - len(readable)
+        if unreadable:
+            log.warning(
+                "%d images that the detect stage could not read are left out (detector.on_bad_image: skip; "
+                "listed in %s)", unreadable, self._file.path if self._file is not None else "the proposals",
+            )  # fmt: skip
+        return keep, {"unreadable": unreadable, "no_hoi_label": no_label, "no_human_pair": no_human}
 
     def __getitem__(self, item: int | tuple[int, bool]) -> HOISample:
         i, flip = item if isinstance(item, tuple) else (item, False)
         i = int(i)
         filename = self.filenames[i]
-        image = read_image(self.images / filename)
+        image = self._read(filename)
         width, height = image.size
         size = self.preprocessing.image_size
         new_width, new_height = letterbox_size(width, height, size)
@@ -316,6 +337,22 @@ class HOIImageDataset(Dataset):
             verb=verb,
             object=obj,
         )
+
+    def _read(self, filename: str) -> Image.Image:
+        """The image, or an `InputFileError` naming it (one line, also when raised in a DataLoader worker)."""
+        path = self.images / filename
+        if filename in self.skipped_images:
+            raise InputFileError(f"{path}: the detect stage skipped this unreadable image; it has no item")
+        try:
+            return read_image(path)
+        except (FileNotFoundError, ValueError) as error:
+            hint = (
+                f"; {self._file.path} does not list it as skipped: restore the image, or rerun detect with "
+                "detector.on_bad_image: skip to leave it out"
+                if self._file is not None
+                else ""
+            )
+            raise InputFileError(f"{error}{hint}") from error
 
 
 class SeededBatchSampler(Sampler):

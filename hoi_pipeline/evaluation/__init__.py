@@ -1,4 +1,4 @@
-"""HICO-DET mAP (official MATLAB protocol) and V-COCO role AP (official vsrl_eval.py protocol).
+"""HICO-DET mAP (official MATLAB protocol) and V-COCO role and agent AP (official vsrl_eval.py protocol).
 
 Pure functions on NumPy arrays (no torch, no files): build `DetectionArrays`, call
 `evaluate_hicodet` or `evaluate_vcoco`, and write the tables with `evaluation.tables`.

@@ -6,11 +6,13 @@
 
 `class_ap` turns per-detection true-positive flags, already in ranking order and grouped by class,
 into a `ClassAP` (N classes). Classes without ground truth get AP NaN and are left out of means.
+It keeps each class's precision-recall points (`ClassAP.curves`), the very arrays its AP comes from,
+so that a plotted curve and the reported AP cannot disagree.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -82,10 +84,19 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
+class PrecisionRecall:
+    """Precision and recall after each of a class's K ranked detections (K,), fractions in [0, 1]."""
+
+    recall: np.ndarray  # (K,) float64, non-decreasing
+    precision: np.ndarray  # (K,) float64
+
+
+@dataclass(frozen=True)
 class ClassAP:
     """AP of every class (N) in one evaluation setting; fractions in [0, 1].
 
-    `ap` and `recall` (recall after the last detection) are NaN for classes without ground truth.
+    `ap` and `recall` (recall after the last detection) are NaN for classes without ground truth;
+    `curves[c]` holds the precision-recall points AP c was computed from (None without ground truth).
     """
 
     setting: str
@@ -93,6 +104,7 @@ class ClassAP:
     recall: np.ndarray  # (N,) float64
     num_gt: np.ndarray  # (N,) int64
     num_detections: np.ndarray  # (N,) int64
+    curves: tuple[PrecisionRecall | None, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def evaluated(self) -> np.ndarray:
@@ -124,6 +136,7 @@ def class_ap(
     ap = np.full(n, np.nan)
     recall = np.full(n, np.nan)
     tp_all = np.asarray(true_positive, dtype=bool)
+    curves: list[PrecisionRecall | None] = [None] * n
     for c in np.flatnonzero(num_gt > 0):
         tp_flags = tp_all[bounds[c] : bounds[c + 1]]
         tp = np.cumsum(tp_flags, dtype=np.float64)
@@ -136,10 +149,12 @@ def class_ap(
             prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
             ap[c] = voc_ap(rec, prec)
         recall[c] = rec[-1] if len(rec) else 0.0
+        curves[c] = PrecisionRecall(recall=rec, precision=prec)
     return ClassAP(
         setting=setting,
         ap=ap,
         recall=recall,
         num_gt=num_gt,
         num_detections=np.diff(bounds).astype(np.int64),
+        curves=tuple(curves),
     )

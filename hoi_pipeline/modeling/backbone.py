@@ -5,8 +5,10 @@ A backbone maps images (B, 3, S, S) to named feature maps, `layer3` (B, C3, S/16
 or a RoI grid cut from it, into one D-dim vector in the CLIP joint embedding space.
 
 - `CLIPResNetBackbone`: the CLIP ModifiedResNet visual encoder (RN50 / RN101 / tiny), all pretrained.
-- `TorchvisionResNetBackbone` (Table 2 ablations): the ResNet-50 body of torchvision's COCO Faster R-CNN
-  or an ImageNet ResNet-50, with a new, randomly initialised attention pool of our own.
+- `TorchvisionResNetBackbone`: the ResNet-50 body of torchvision's COCO Faster R-CNN or an ImageNet
+  ResNet-50, with a new, randomly initialised attention pool of our own.
+- `DetectorFPNBackbone` (Table 2 Exp 8-10, Table 3 "RN50-FPN(COCO)"): that detector's ResNet-50 *with its
+  FPN*; RoIs are pooled from P2-P5 by the FPN level mapper, v_g from P5 (see the class docstring).
 
 The stock `AttentionPool2d.forward` only accepts the pretrain grid (7x7 at 224 px); `attention_pool`
 interpolates its positional embedding (bicubic, as when fine-tuning CLIP at another resolution) to
@@ -281,43 +283,59 @@ class TorchvisionResNetBackbone(VisualBackbone):
         return list(self.body.parameters())
 
 
-def load_torchvision_resnet50(source: str, weights: str | None) -> nn.Module:
-    """ResNet-50 body of a COCO Faster R-CNN (`coco_detector`) or an ImageNet classifier (`imagenet`).
+def read_backbone_weights(source: str, weights: str | None) -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict of `model.backbone_weights` (torch.load weights_only) and where it came from.
 
-    `weights`: a local state dict (torch.load weights_only); None = torchvision's published weights
-    (fasterrcnn_resnet50_fpn_v2 COCO_V1 / ResNet50 IMAGENET1K_V2), which needs the torch hub cache or internet.
+    None = torchvision's published weights for `source` (ResNet50 IMAGENET1K_V2 for `imagenet`, else
+    fasterrcnn_resnet50_fpn_v2 COCO_V1), which needs the torch hub cache or internet.
     """
-    import torchvision
-
-    resnet = torchvision.models.resnet50(weights=None)
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: backbone weights file not found (model.backbone_weights)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # unpickling and zip errors: not a weights file we can read safely
+            raise ValueError(f"{path}: not a readable state dict (model.backbone_weights): {error}") from error
         for key in ("model", "state_dict"):
             if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                 state = state[key]
-        origin = str(path)
-    else:
-        from torchvision.models import ResNet50_Weights
-        from torchvision.models.detection import FasterRCNN_ResNet50_FPN_V2_Weights
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: expected a state dict (model.backbone_weights), got {type(state).__name__}")
+        return state, str(path)
+    from torchvision.models import ResNet50_Weights
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_V2_Weights
 
-        published = (
-            FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1 if source == "coco_detector" else ResNet50_Weights.IMAGENET1K_V2
-        )
-        try:
-            state = published.get_state_dict(progress=False)
-        except Exception as error:  # download errors come in many types
-            raise FileNotFoundError(
-                f"cannot get torchvision's {published} weights ({error}); download them and set model.backbone_weights"
-            ) from error
-        origin = str(published)
+    published = ResNet50_Weights.IMAGENET1K_V2 if source == "imagenet" else FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1
+    try:
+        state = published.get_state_dict(progress=False)
+    except Exception as error:  # download errors come in many types
+        raise FileNotFoundError(
+            f"cannot get torchvision's {published} weights ({error}); download them and set model.backbone_weights"
+        ) from error
+    return state, str(published)
+
+
+def load_torchvision_resnet50(source: str, weights: str | None) -> nn.Module:
+    """ResNet-50 body of a COCO Faster R-CNN (`coco_detector`) or an ImageNet classifier (`imagenet`).
+
+    `weights`: a local state dict; None = torchvision's published weights (`read_backbone_weights`).
+    """
+    import torchvision
+
+    resnet = torchvision.models.resnet50(weights=None)
+    state, origin = read_backbone_weights(source, weights)
     if source == "coco_detector":
         prefix = "backbone.body."
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if not state:
             raise ValueError(f"{origin}: no 'backbone.body.*' weights; expected a torchvision Faster R-CNN state dict")
+    _load_resnet_body(resnet, state, origin, source)
+    log.info("loaded a ResNet-50 %s body from %s", source, origin)
+    return resnet
+
+
+def _load_resnet_body(resnet: nn.Module, state: dict[str, torch.Tensor], origin: str, source: str) -> None:
     missing, unexpected = resnet.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("fc.") and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in unexpected if not k.startswith("fc.")]
@@ -325,5 +343,160 @@ def load_torchvision_resnet50(source: str, weights: str | None) -> nn.Module:
         raise ValueError(
             f"{origin}: not a ResNet-50 {source} state dict (missing {missing[:5]}, unexpected {unexpected[:5]})"
         )
-    log.info("loaded a ResNet-50 %s body from %s", source, origin)
-    return resnet
+
+
+# --------------------------------------------------------------------------------------------
+# RN50-FPN(COCO): the COCO Faster R-CNN's ResNet-50 with its feature pyramid (Table 2 Exp 8-10)
+
+FPN_LEVELS = ("p2", "p3", "p4", "p5")  # strides 4, 8, 16, 32
+FPN_CHANNELS = 256
+FPN_HEADS = 8  # attention-pool heads over the 256-channel pyramid (head width 32)
+BODY_LAYERS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+
+class DetectorFPNBackbone(VisualBackbone):
+    """"RN50-FPN(COCO)" of Table 2 (Exp 8-10) and Table 3: a torchvision COCO Faster R-CNN's ResNet-50 + FPN.
+
+    The paper says only that this backbone is "initialized with Faster R-CNN parameters pretrained on
+    MSCOCO"; how its pyramid feeds the bi-level model is our choice, made to match how the detector itself
+    uses it and how the CLIP backbone feeds the same model:
+
+    - RoI features (v_h, v_o, v_u): torchvision's `MultiScaleRoIAlign` over P2-P5, as the detector's box
+      head does: each box is RoI-Aligned (roi_size x roi_size, sampling ratio 2) from one level chosen by
+      the FPN level mapper k = floor(4 + log2(sqrt(area) / 224)) clamped to [2, 5] (Lin et al. 2017,
+      Eq. 1), then the (K, 256, R, R) grid is attention-pooled to the bank width D.
+    - Global feature v_g: the same attention pool over P5 (stride 32, the level of CLIP's layer4 and of
+      the whole image under the level mapper), like CLIP's attention pool over layer4; padded cells are
+      masked. The attention pool (256 -> D, 8 heads) is new and randomly initialised; it trains with the
+      head learning rate, the ResNet body and the FPN with the backbone's.
+    - P6 (the detector's max-pool level for large anchors) only serves the RPN and is not built.
+
+    `forward` returns the pyramid under FPN_LEVELS plus `layer4` (= P5), the name the model's global
+    branch reads; the model hands RoI pooling to `pool_rois`. The FPN is built without normalisation
+    layers: a _v2 detector's FPN BatchNorm (eval statistics) is folded into its convolutions on loading
+    (`fpn_state_from_detector`), so both detector versions load into one architecture and a trained
+    model.pt rebuilds without knowing which one it came from.
+    """
+
+    def __init__(self, resnet: nn.Module, *, embed_dim: int, roi_size: int = 7, heads: int = FPN_HEADS) -> None:
+        super().__init__()
+        from open_clip.modified_resnet import AttentionPool2d
+        from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+
+        self.body = nn.ModuleDict({name: getattr(resnet, name) for name in BODY_LAYERS})
+        in_channels = [_out_channels(getattr(resnet, f"layer{i}")) for i in range(1, 5)]
+        self.fpn = FeaturePyramidNetwork(in_channels, FPN_CHANNELS)
+        self.channels = {"layer3": FPN_CHANNELS, "layer4": FPN_CHANNELS}
+        self.embed_dim = embed_dim
+        self.attnpool = AttentionPool2d(roi_size, FPN_CHANNELS, heads, embed_dim)
+        for proj in (self.attnpool.q_proj, self.attnpool.k_proj, self.attnpool.v_proj, self.attnpool.c_proj):
+            nn.init.normal_(proj.weight, std=FPN_CHANNELS**-0.5)
+        self.roi_align = MultiScaleRoIAlign(list(FPN_LEVELS), output_size=roi_size, sampling_ratio=2)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        b = self.body
+        x = b["maxpool"](b["relu"](b["bn1"](b["conv1"](images))))
+        stages = {}
+        for level, name in zip(FPN_LEVELS, ("layer1", "layer2", "layer3", "layer4")):
+            x = b[name](x)
+            stages[level] = x  # C2..C5
+        pyramid = dict(self.fpn(stages))  # P2..P5, 256 channels each
+        return {**pyramid, "layer4": pyramid["p5"]}
+
+    def pool_rois(
+        self, features: dict[str, torch.Tensor], boxes: torch.Tensor, box_image: torch.Tensor
+    ) -> torch.Tensor:
+        """(K, 4) boxes in input pixels of images `box_image` (K,) -> (K, D) attention-pooled RoI features."""
+        p2 = features["p2"]
+        batch = p2.shape[0]
+        input_size = (p2.shape[-2] * 4, p2.shape[-1] * 4)  # the level mapper's scales come from it
+        order = torch.argsort(box_image, stable=True)  # MultiScaleRoIAlign takes boxes grouped by image
+        sorted_image = box_image[order]
+        per_image = [boxes[order][sorted_image == b].to(p2.dtype) for b in range(batch)]
+        grids = self.roi_align({level: features[level] for level in FPN_LEVELS}, per_image, [input_size] * batch)
+        pooled = attention_pool(self.attnpool, grids)  # (K, D), in sorted order
+        return pooled[torch.argsort(order)]
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        return [*self.body.parameters(), *self.fpn.parameters()]
+
+
+def build_detector_fpn_backbone(
+    *, embed_dim: int, weights: str | None, roi_size: int = 7, pretrained: bool = True
+) -> DetectorFPNBackbone:
+    """RN50-FPN(COCO) from a torchvision fasterrcnn_resnet50_fpn or _v2 state dict (`model.backbone_weights`).
+
+    `pretrained=False` builds the architecture only (a trained model.pt fills it next).
+    """
+    import torchvision
+
+    resnet = torchvision.models.resnet50(weights=None)
+    backbone = DetectorFPNBackbone(resnet, embed_dim=embed_dim, roi_size=roi_size)
+    if not pretrained:
+        return backbone
+    state, origin = read_backbone_weights("coco_detector_fpn", weights)
+    body, fpn, version = split_detector_state(state, origin)
+    _load_resnet_body(resnet, body, origin, "Faster R-CNN")
+    try:
+        backbone.fpn.load_state_dict(fpn, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"{origin}: its FPN does not fit a ResNet-50 FPN ({str(error)[:500]})") from error
+    log.info("loaded a ResNet-50 FPN (torchvision Faster R-CNN %s) from %s", version, origin)
+    return backbone
+
+
+def split_detector_state(
+    state: dict[str, torch.Tensor], origin: str
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], str]:
+    """A Faster R-CNN state dict -> (ResNet body state, FPN state without normalisation, 'v1' or 'v2').
+
+    v1 (fasterrcnn_resnet50_fpn): FPN convolutions with biases; its body's FrozenBatchNorm was trained
+    with eps 0 (torchvision sets eps 0 when it loads the COCO_V1 weights), folded here into BatchNorm
+    statistics that give the same output with PyTorch's eps. v2 (fasterrcnn_resnet50_fpn_v2): FPN
+    convolutions followed by BatchNorm, folded into the convolutions. Other detector parts are ignored.
+    """
+    body = {k.removeprefix("backbone.body."): v for k, v in state.items() if k.startswith("backbone.body.")}
+    fpn = {k.removeprefix("backbone.fpn."): v for k, v in state.items() if k.startswith("backbone.fpn.")}
+    if not body or not fpn:
+        raise ValueError(
+            f"{origin}: no 'backbone.body.*' and 'backbone.fpn.*' weights; expected a torchvision "
+            "fasterrcnn_resnet50_fpn or fasterrcnn_resnet50_fpn_v2 state dict"
+        )
+    if "inner_blocks.0.1.running_var" in fpn:
+        return body, fpn_state_from_detector(fpn), "v2"
+    if "inner_blocks.0.0.bias" in fpn:
+        return fold_zero_eps_batchnorm(body), fpn, "v1"
+    raise ValueError(f"{origin}: its FPN is neither torchvision's fasterrcnn_resnet50_fpn nor _v2 layout")
+
+
+def fpn_state_from_detector(fpn: dict[str, torch.Tensor], eps: float = 1e-5) -> dict[str, torch.Tensor]:
+    """Fold a _v2 FPN's conv + BatchNorm (eval statistics) blocks into convolutions with biases.
+
+    BN(W * x) = g * (W * x - m) / sqrt(v + eps) + b = (s W) * x + (b - s m) with s = g / sqrt(v + eps).
+    """
+    out = {}
+    for kind in ("inner_blocks", "layer_blocks"):
+        index = 0
+        while f"{kind}.{index}.0.weight" in fpn:
+            bn = f"{kind}.{index}.1."
+            scale = fpn[bn + "weight"] / torch.sqrt(fpn[bn + "running_var"] + eps)  # (C,)
+            out[f"{kind}.{index}.0.weight"] = fpn[f"{kind}.{index}.0.weight"] * scale[:, None, None, None]
+            out[f"{kind}.{index}.0.bias"] = fpn[bn + "bias"] - scale * fpn[bn + "running_mean"]
+            index += 1
+    return out
+
+
+def fold_zero_eps_batchnorm(body: dict[str, torch.Tensor], eps: float = 1e-5) -> dict[str, torch.Tensor]:
+    """BatchNorm statistics trained with eps 0 rewritten for PyTorch's eps: same output, exactly.
+
+    g (x - m) / sqrt(v) + b = g' (x - 0) / sqrt((1 - eps) + eps) + b'  with g' = g / sqrt(v), b' = b - g' m.
+    """
+    out = dict(body)
+    for key in [k for k in body if k.endswith(".running_var")]:
+        prefix = key.removesuffix("running_var")
+        scale = body[prefix + "weight"] / torch.sqrt(body[key])
+        out[prefix + "weight"] = scale
+        out[prefix + "bias"] = body[prefix + "bias"] - scale * body[prefix + "running_mean"]
+        out[prefix + "running_mean"] = torch.zeros_like(body[key])
+        out[prefix + "running_var"] = torch.full_like(body[key], 1.0 - eps)
+    return out

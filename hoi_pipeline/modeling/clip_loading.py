@@ -5,7 +5,10 @@
 - a local file: a state dict (`torch.save` of a dict of tensors, `.bin`/`.pt`/`.pth`, or `.safetensors`),
   read with `torch.load(weights_only=True)`, or OpenAI's original TorchScript archive (`RN50.pt`), which
   is detected and read with `torch.jit.load` (what open_clip's `load_openai_model` does);
-- None: random init (seeded by the caller's torch RNG; `stages/init_clip.py` saves a seeded one).
+- "random": open_clip's random init of `clip.model`, seeded with `RANDOM_INIT_SEED` whatever the caller's RNG
+  state, so every stage (embed-prompts' text tower, train's visual tower) builds the same model without a
+  weights file, for any model name; it equals the file `init-clip --seed 0` writes (`random_init_clip`);
+- None: random init seeded by the caller's torch RNG (what rebuilding a trained model uses before loading it).
 
 Why not `open_clip.create_model(pretrained=path)` or `load_openai_model(path)`: the first refuses TorchScript
 archives under weights_only (OpenAI's files are TorchScript), the second falls back to an unrestricted
@@ -43,6 +46,8 @@ MODEL_CONFIG_DIR = Path(__file__).resolve().parents[1] / "model_configs"
 CLIP_MEAN: tuple[float, float, float] = tuple(open_clip.OPENAI_DATASET_MEAN)
 CLIP_STD: tuple[float, float, float] = tuple(open_clip.OPENAI_DATASET_STD)
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+RANDOM_INIT = "random"  # clip.pretrained value: a seeded random init instead of weights
+RANDOM_INIT_SEED = 0
 # integer entries of OpenAI's TorchScript state dicts that are not weights
 _OPENAI_JIT_EXTRAS = ("input_resolution", "context_length", "vocab_size")
 
@@ -74,6 +79,8 @@ def pretrained_identity(clip: ClipConfig) -> str:
     """What `clip.pretrained` stands for, to record in outputs: the tag, or the file's name and digest."""
     if clip.pretrained is None:
         return "random-init"
+    if clip.pretrained == RANDOM_INIT:
+        return f"random-init:seed{RANDOM_INIT_SEED}"
     path = Path(clip.pretrained)
     if path.is_file():
         return f"file:{path.name}:sha256:{file_digest(path)}"
@@ -101,6 +108,9 @@ def load_clip(clip: ClipConfig, device: str | torch.device = "cpu") -> CLIP:
         log.debug("CLIP %s: random init (no clip.pretrained)", clip.model)
         model = open_clip.create_model(clip.model, pretrained=None, **options)
         return _finish(model, device)
+    if clip.pretrained == RANDOM_INIT:
+        log.info("CLIP %s: random init with seed %d (clip.pretrained: %s)", clip.model, RANDOM_INIT_SEED, RANDOM_INIT)
+        return _finish(random_init_clip(clip.model, RANDOM_INIT_SEED, **options), device)
 
     path, tag_config = _weights_file(clip)
     if tag_config is not None:
@@ -128,6 +138,14 @@ def load_clip(clip: ClipConfig, device: str | torch.device = "cpu") -> CLIP:
     _load_state(model, state, path, clip.model)
     log.info("CLIP %s: loaded weights from %s", clip.model, path)
     return _finish(model, device)
+
+
+def random_init_clip(model_name: str, seed: int = RANDOM_INIT_SEED, **options) -> CLIP:
+    """open_clip's random init of `model_name`, a function of `seed` only (the caller's RNG is left as it was)."""
+    register_model_configs()
+    with torch.random.fork_rng(devices=[]), _without_random_init_warning():
+        torch.manual_seed(seed)
+        return open_clip.create_model(model_name, pretrained=None, **options)
 
 
 def read_clip_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:

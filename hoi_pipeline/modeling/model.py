@@ -37,6 +37,7 @@ from hoi_pipeline.modeling.backbone import (
     TorchvisionResNetBackbone,
     VisualBackbone,
     align_rois,
+    build_detector_fpn_backbone,
     load_torchvision_resnet50,
     pool_roi_tokens,
     project_qkv,
@@ -191,6 +192,8 @@ class BiLevelHOIModel(nn.Module):
 
     def _qkv_maps(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Attention-pool projections of the RoI source maps, once per batch (see `project_qkv`)."""
+        if hasattr(self.backbone, "pool_rois"):  # RN50-FPN(COCO) pools RoIs from its own pyramid (backbone.py)
+            return features
         pool = self.backbone.attnpool
         maps = {"layer4": project_qkv(pool, features["layer4"])}  # (B, 3 C4, H, W)
         if "layer3" in self.feature_layers:
@@ -205,6 +208,8 @@ class BiLevelHOIModel(nn.Module):
         The RoI grid is RoIAlign(layer4) [+ RoIAlign(P3 layer3)], pooled by the backbone's attention
         pool; computed on the projected maps, which gives the same result at a fraction of the cost.
         """
+        if hasattr(self.backbone, "pool_rois"):  # RN50-FPN(COCO): multi-scale RoI-Align (backbone.py)
+            return self.backbone.pool_rois(qkv_maps, boxes, box_image)
         rois = torch.cat([box_image[:, None].to(boxes.dtype), boxes], dim=1)  # (K, 5)
         grid = None
         for name, qkv in qkv_maps.items():
@@ -246,6 +251,13 @@ def build_model(
         raise ValueError(
             f"the knowledge bank has {bank_embeddings.shape[0]} rows but the dataset has {num_classes} HOI classes"
         )
+    if model.kind != "bilevel":  # Table 3 Abl 1 / Abl 3: CLIP zero-shot scores (modeling/zero_shot.py)
+        from hoi_pipeline.modeling.zero_shot import build_table3_model
+
+        return build_table3_model(  # type: ignore[return-value]
+            clip=clip, model=model, vocabulary=vocabulary, bank_embeddings=bank_embeddings, max_pairs=max_pairs,
+            seed=seed, visual=visual, pretrained=pretrained,
+        )  # fmt: skip
     if model.backbone_source == "clip":
         if visual is None:
             import dataclasses
@@ -255,11 +267,16 @@ def build_model(
             source = clip if pretrained else dataclasses.replace(clip, pretrained=None)
             visual = load_clip(source).visual
         backbone: VisualBackbone = CLIPResNetBackbone(visual)
-    elif model.backbone_source == "coco_detector_fpn":
-        raise ValueError(
-            "model.backbone_source 'coco_detector_fpn' (the COCO Faster R-CNN's ResNet-50-FPN, Table 2 Exp 8-10) "
-            "is not built by this version of hoi-pipeline"
-        )
+    elif model.backbone_source == "coco_detector_fpn":  # Exp 8-10 "RN50-FPN(COCO)" (backbone.py)
+        if bank_embeddings is None or model.feature_layers != ("layer4",):
+            raise ValueError(
+                "backbone_source 'coco_detector_fpn' needs the bank (to size its attention pool) and "
+                "model.feature_layers ['layer4'] (its RoIs come from the whole pyramid P2-P5)"
+            )
+        backbone = build_detector_fpn_backbone(
+            embed_dim=int(bank_embeddings.shape[1]), weights=model.backbone_weights, roi_size=model.roi_size,
+            pretrained=pretrained,
+        )  # fmt: skip
     else:
         if bank_embeddings is None:
             raise ValueError(f"backbone_source '{model.backbone_source}' needs the bank to size its attention pool")

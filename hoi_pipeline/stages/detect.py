@@ -4,7 +4,9 @@ Runs a detector (torchvision / detectron2) over the split's images, or imports p
 detections, post-processes them (thresholds, per-class NMS, per-image limits) and writes the flat
 offsets layout of `hoi_pipeline.artifacts.write_proposals` under a temporary name, renamed at the
 end. Every image of the annotation file gets an entry, in its order; an image without detections
-(or skipped as unreadable with `detector.on_bad_image: skip`) gets an empty one.
+gets an empty one. With `detector.on_bad_image: skip` an unreadable image gets an empty entry too
+and is named in the file's `skipped_images` dataset, which training and inference read to leave
+out exactly these images (`hoi_pipeline.datasets.hoi_images`).
 """
 
 from __future__ import annotations
@@ -14,16 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from hoi_pipeline.artifacts import write_proposals
+from hoi_pipeline.artifacts import refuse_overwriting_inputs, write_proposals
 from hoi_pipeline.config import DetectorConfig, to_dict
 from hoi_pipeline.datasets import load_annotations
 from hoi_pipeline.detection.postprocess import PostprocessSettings
 from hoi_pipeline.structures import Proposals
 
 log = logging.getLogger(__name__)
-
-MAX_SKIPPED_IN_ATTRS = 1000  # HDF5 attributes are small; the full list goes to the log
-
 
 def run(
     *,
@@ -34,6 +33,7 @@ def run(
     detections: Path | None,
     out: Path,
 ) -> None:
+    refuse_overwriting_inputs([out], [annotations, detections])
     data = load_annotations(annotations, split)
     objects = data.vocabulary.objects
     filenames = data.filenames
@@ -46,8 +46,9 @@ def run(
         if detections is None:
             raise ValueError("detector.backend 'precomputed' needs the detections json (--detections FILE)")
         imported = import_precomputed(
-            detections, filenames, objects, settings=PostprocessSettings.from_config(detector)
-        )
+            detections, filenames, objects, settings=PostprocessSettings.from_config(detector),
+            allow_missing=detector.allow_missing_images,
+        )  # fmt: skip
         proposals = imported.proposals
         identity = {"backend": "precomputed", "model": "", "weights": imported.weights}
     else:
@@ -78,10 +79,8 @@ def run(
         "person": data.vocabulary.person,
         "split": split,
         "annotations": str(annotations),
-        "skipped_count": len(skipped),
-        "skipped_images": skipped[:MAX_SKIPPED_IN_ATTRS],
     }
-    write_proposals(out, proposals, attrs)
+    write_proposals(out, proposals, attrs, skipped=skipped)
     log_summary(out, proposals, data.vocabulary.person)
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hoi_pipeline.artifacts import DETECTION_DTYPES, DetectionsFile
+from hoi_pipeline.artifacts import DETECTION_DTYPES, DetectionsFile, refuse_overwriting_inputs
 from hoi_pipeline.config import EvalConfig
 from hoi_pipeline.datasets import load_annotations
 from hoi_pipeline.evaluation import detections as flat
 from hoi_pipeline.evaluation.hicodet import evaluate_hicodet
-from hoi_pipeline.evaluation.tables import write_hicodet_tables, write_vcoco_tables
+from hoi_pipeline.evaluation.tables import OUTPUT_NAMES, write_hicodet_tables, write_vcoco_tables
 from hoi_pipeline.evaluation.vcoco import evaluate_vcoco, vcoco_ground_truth
 from hoi_pipeline.structures import HOIAnnotations
 
@@ -32,13 +32,18 @@ def read_detections(path: Path, annotations: HOIAnnotations) -> flat.DetectionAr
     reader = DetectionsFile(path)
     try:
         columns = reader.read_all(tuple(DETECTION_DTYPES))
+        skipped = reader.skipped_images
     finally:
         reader.close()
+    if skipped:
+        log.warning("%s: %d images were skipped as unreadable (detector.on_bad_image: skip); their ground truth "
+                    "counts as missed (first: %s)", path, len(skipped), skipped[0])  # fmt: skip
     return flat.from_columns(annotations, reader.filenames, reader.offsets, columns, source=str(path))
 
 
 def run(*, eval_config: EvalConfig, annotations: Path, split: str, detections: Path, out_dir: Path) -> None:
     start = time.perf_counter()
+    refuse_overwriting_inputs([Path(out_dir) / name for name in OUTPUT_NAMES], [annotations, detections])
     data = load_annotations(annotations, split)
     arrays = read_detections(detections, data)
     with_detections = int(np.count_nonzero(np.bincount(arrays.image, minlength=len(data.images))))

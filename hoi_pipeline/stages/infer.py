@@ -15,7 +15,8 @@ autocast); the scores of each image's human-object pairs are fused as in paper E
 
 Boxes come from the proposals file by index, never from the model's (resized) inputs, so they are
 in the coordinates of the original images. An image whose proposals hold no human has no pairs and
-so no tuples; it keeps its (empty) row range.
+so no tuples; it keeps its (empty) row range. So does an image the detect stage skipped as
+unreadable (`detector.on_bad_image: skip`): it is not read, and the file's `skipped_images` lists it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hoi_pipeline.artifacts import file_digest, write_detections
+from hoi_pipeline.artifacts import file_digest, refuse_overwriting_inputs, write_detections
 from hoi_pipeline.config import InferConfig, to_dict
 from hoi_pipeline.devices import autocast, resolve_device
 from hoi_pipeline.scoring import FACTOR_NAMES, fuse_scores, select_top_k
@@ -220,6 +221,7 @@ def run(
     from hoi_pipeline.datasets.hoi_images import HOIImageDataset
 
     start = time.perf_counter()
+    refuse_overwriting_inputs([out], [annotations, proposals, checkpoint])
     device = resolve_device(infer.device, "infer.device")
     data = load_annotations(annotations, split)
     model, info = load_trained_model(checkpoint, device)
@@ -243,7 +245,7 @@ def run(
         infer=infer, vocabulary=data.vocabulary, split=split, annotations=Path(annotations),
         proposals=Path(proposals), checkpoint=Path(checkpoint), iterations=info.iterations,
     )  # fmt: skip
-    write_detections(out, detections, attrs)
+    write_detections(out, detections, attrs, skipped=sorted(dataset.skipped_images))
     log_summary(Path(out), detections, seconds)
     log.info("infer: done in %.1f s", time.perf_counter() - start)
 
@@ -259,27 +261,32 @@ def infer_dataset(
     """Detections of every image of `dataset`, in its order (DataLoader, progress bar, autocast).
 
     Output boxes are the dataset's proposals in original image coordinates (`dataset.proposals(i)`),
-    not the letterboxed boxes the model saw.
+    not the letterboxed boxes the model saw. Images the detect stage skipped get no tuples.
     """
     from torch.utils.data import DataLoader
 
     from hoi_pipeline.datasets.hoi_images import collate_samples
 
     dataset.close()  # workers open their own HDF5 handles
+    readable = dataset.readable_indices()
+    if len(readable) < len(dataset):
+        log.warning("%d images that the detect stage could not read get no tuples (detector.on_bad_image: skip)",
+                    len(dataset) - len(readable))  # fmt: skip
     loader = DataLoader(
         dataset,
+        sampler=readable,
         batch_size=infer.batch_size,
         num_workers=infer.num_workers,
         collate_fn=collate_samples,
-        shuffle=False,
         pin_memory=device.type == "cuda",
     )
-    detections: list[HOIDetections] = []
+    detections = [empty_detections(name) for name in dataset.filenames]
     try:
-        with progress(len(dataset), "infer") as bar:
+        with progress(len(readable), "infer") as bar:
             for batch in loader:
                 originals = [dataset.proposals(int(i)) for i in batch.indices]
-                detections.extend(predict_batch(model, batch, originals, hoi_lookup, infer, device))
+                for i, found in zip(batch.indices, predict_batch(model, batch, originals, hoi_lookup, infer, device)):
+                    detections[int(i)] = found
                 bar.update(len(batch))
     finally:
         dataset.close()

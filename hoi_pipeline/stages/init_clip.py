@@ -2,7 +2,8 @@
 
 The demo has no pretrained CLIP for its tiny config (`hoi-tiny-rn`), so it gets a fixed random init
 instead; `clip.pretrained` then points at this file and `load_clip` reads it through the same
-local-file path as real weights.
+local-file path as real weights. `clip.pretrained: random` gives the same weights (seed 0) for any
+model name without a file (`hoi_pipeline.modeling.clip_loading.random_init_clip`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import open_clip
 import torch
 
 from hoi_pipeline.artifacts import atomic_path
-from hoi_pipeline.modeling.clip_loading import register_model_configs
+from hoi_pipeline.modeling.clip_loading import random_init_clip, register_model_configs
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +25,7 @@ def run(*, model_name: str, seed: int, out: Path) -> None:
     register_model_configs()
     if open_clip.get_model_config(model_name) is None:
         raise ValueError(f"--model: '{model_name}' is not an open_clip model name (see open_clip.list_models())")
-    with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is left as it was
-        torch.manual_seed(seed)
-        model = open_clip.create_model(model_name, pretrained=None)
+    model = random_init_clip(model_name, seed)
     state = {key: value.detach().cpu().contiguous().clone() for key, value in model.state_dict().items()}
     with atomic_path(out) as tmp:
         torch.save(state, tmp)

@@ -18,10 +18,15 @@ model scores their pairs, and the scores are fused as in the inference stage (pa
 Boxes are continuous pixel coordinates of the original image (x1, y1, x2, y2). `<stem>.png` draws
 the `top` best interactions (human box, object box, a line between their centres, "verb object
 score"). Runs on the CPU when there is no GPU (`--device cpu` forces it).
+
+The output folder may not hold any of the input images (`DIR --out DIR` is refused): the drawings
+would overwrite PNG inputs, and a second run would take the drawings for inputs. All outputs of a
+run are one set (`atomic_outputs`): they appear together at the end, or not at all.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -31,14 +36,14 @@ from typing import Protocol
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from hoi_pipeline.artifacts import atomic_path, file_digest, write_json
+from hoi_pipeline.artifacts import atomic_outputs, file_digest
 from hoi_pipeline.config import ConfigError, DetectorConfig, InferConfig, load_project_config
-from hoi_pipeline.datasets.images import read_image
+from hoi_pipeline.datasets.images import open_image, read_image
 from hoi_pipeline.devices import resolve_device
 from hoi_pipeline.stages.infer import predict_batch, progress
 from hoi_pipeline.structures import HOIDetections, Proposals, Vocabulary
 from hoi_pipeline.visualize import Interaction, draw_interactions
-from hoi_pipeline.workflow import all_runs, resolve_run, training_owner
+from hoi_pipeline.workflow import resolve_run
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +89,24 @@ def collect_images(inputs: Sequence[Path]) -> list[Path]:
 def check_images(paths: Sequence[Path]) -> None:
     """Open every image's header before any work, so that a bad file fails the run early, by name."""
     for path in paths:
-        try:
-            with Image.open(path) as image:
+        with open_image(path) as image:
+            try:
                 image.verify()
-        except (UnidentifiedImageError, OSError, SyntaxError) as error:
-            raise ValueError(f"{path}: cannot read image ({error})") from error
+            except (UnidentifiedImageError, OSError, SyntaxError) as error:
+                raise ValueError(f"{path}: cannot read image ({error})") from error
+
+
+def check_output_folder(out_dir: Path, paths: Sequence[Path]) -> None:
+    """The output folder must not hold an input image (its drawing could overwrite it, or become an input)."""
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ValueError(f"--out {out_dir}: is a file; give the folder for the results")
+    folder = Path(out_dir).resolve()
+    inside = [path for path in paths if path.resolve().parent == folder]
+    if inside:
+        raise ValueError(
+            f"--out {out_dir}: holds input images ({inside[0]}{' and more' if len(inside) > 1 else ''}); "
+            "write the results to another folder"
+        )
 
 
 def output_stems(paths: Sequence[Path]) -> list[str]:
@@ -137,11 +155,6 @@ def draw_top(image: Image.Image, detections: HOIDetections, vocabulary: Vocabula
     return draw_interactions(image, items)
 
 
-def write_png(path: Path, image: Image.Image) -> None:
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
-
-
 # --------------------------------------------------------------------------------------------
 # the stage
 
@@ -184,13 +197,14 @@ def run(
     infer: InferConfig = run_config.infer
     detector_name = detector or run_config.detector
     detector_config = None if extractor is not None else resolve_detector(project.detectors, detector_name, run_name)
-    if checkpoint is None:  # where the workflow trains it (runs with equal training settings share one)
-        checkpoint = Path(DEFAULT_CHECKPOINT.format(run=training_owner(all_runs(project), run_name)))
+    if checkpoint is None:  # where the workflow shows the run's training
+        checkpoint = Path(DEFAULT_CHECKPOINT.format(run=run_name))
     if not checkpoint.is_file():
         raise FileNotFoundError(
             f"{checkpoint}: trained model not found (train the run first, or give --checkpoint PATH)"
         )
     paths = collect_images(inputs)
+    check_output_folder(out_dir, paths)
     check_images(paths)
     stems = output_stems(paths)
     torch_device = resolve_device(device or infer.device)
@@ -215,7 +229,8 @@ def run(
     log.info("predict: %d images, %s on %s -> %s", len(paths), checkpoint, torch_device, out_dir)
 
     start = time.perf_counter()
-    with progress(len(paths), "predict") as bar:
+    outputs = [out_dir / f"{stem}{suffix}" for stem in stems for suffix in (".json", ".png")]
+    with atomic_outputs(*outputs) as temps, progress(len(paths), "predict") as bar:
         for first in range(0, len(paths), infer.batch_size):
             chunk = list(range(first, min(first + infer.batch_size, len(paths))))
             images = [read_image(paths[i]) for i in chunk]
@@ -242,8 +257,8 @@ def run(
                     "proposals": {"humans": humans, "objects": len(proposals[j]) - humans},
                     "interactions": interactions_json(detections[j], vocabulary),
                 }
-                write_json(out_dir / f"{stems[i]}.json", record)
-                write_png(out_dir / f"{stems[i]}.png", draw_top(images[j], detections[j], vocabulary, top))
+                temps[2 * i].write_text(json.dumps(record, indent=1))
+                draw_top(images[j], detections[j], vocabulary, top).save(temps[2 * i + 1], format="PNG")
                 if humans == 0:
                     log.info("%s: no human detected, no interactions", paths[i])
             bar.update(len(chunk))

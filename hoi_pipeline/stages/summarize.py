@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from hoi_pipeline.ablations import FULL_MODEL, NOT_IN_PAPER, PRESETS, TABLE_LAYOUT, preset, row_switches
-from hoi_pipeline.artifacts import atomic_path
+from hoi_pipeline.ablations import ABLATIONS, FULL_MODEL, NOT_IN_PAPER, PRESETS, TABLE_LAYOUT, row_switches
+from hoi_pipeline.artifacts import atomic_outputs, refuse_overwriting_inputs
 from hoi_pipeline.config import RunConfig, with_overrides
 
 log = logging.getLogger(__name__)
@@ -57,12 +57,13 @@ def collect_metrics(metrics: Sequence[Path], names: Sequence[str]) -> pd.DataFra
 
 
 def row_config(name: str, base: RunConfig) -> RunConfig | None:
-    """The config a row runs with: the run itself for `full_model`, the run with the preset's overrides otherwise."""
+    """The config a row runs with: the run itself for `full_model`, the run with the preset's overrides for
+    a preset the workflow runs, None otherwise."""
     if name == FULL_MODEL.name:
         return base
-    if name not in PRESETS:
+    if name not in ABLATIONS:
         return None
-    return with_overrides(base, dict(PRESETS[name].overrides), f"ablation '{name}'")
+    return with_overrides(base, dict(ABLATIONS[name]), f"ablation '{name}'")
 
 
 def row_table(name: str) -> str | None:
@@ -98,10 +99,12 @@ def ablation_table(collected: pd.DataFrame, base: RunConfig | None = None) -> pd
             if table == NOT_IN_PAPER and name not in ran:
                 continue
             config = row_config(name, base)
+            known = FULL_MODEL if name == FULL_MODEL.name else PRESETS.get(name)
             switches = dict.fromkeys(SWITCH_COLUMNS, "")
             if config is not None:
                 switches = {column: getattr(row_switches(config), column) for column in SWITCH_COLUMNS}
-            known = preset(name) if config is not None else None
+            elif known is not None:  # a row the workflow does not run: as the paper states it
+                switches = {column: getattr(known.switches, column) for column in SWITCH_COLUMNS}
             for setting in settings:
                 ours = collected[(collected["run"] == name) & (collected["setting"] == setting)]
                 record = {
@@ -159,20 +162,24 @@ def markdown_tables(table: pd.DataFrame) -> str:
     lines += ["", "## Rows", ""]
     for name in dict.fromkeys(table["preset"]):
         first = table[table["preset"] == name].iloc[0]
-        description = preset(name).description if name == FULL_MODEL.name or name in PRESETS else ""
+        known = FULL_MODEL if name == FULL_MODEL.name else PRESETS.get(name)
+        description = known.description if known is not None else ""
         where = "not in the paper" if not first["in_paper"] else first["table"]
         lines.append(f"- `{name}` ({where}): {description}".rstrip(": "))
     return "\n".join(lines) + "\n"
 
 
 def run(*, metrics: list[Path], names: list[str], out: Path, base: RunConfig | None = None) -> None:
-    """Write `out` (.csv) and the same tables as Markdown beside it (.md).
+    """Write `out` (.csv) and the same tables as Markdown beside it (.md), as one set (`atomic_outputs`).
 
     `base`: the run the ablation presets modify (decides the switch columns; default: the default config).
     """
+    out = Path(out)
+    if out.suffix != ".csv":
+        raise ValueError(f"{out}: the table to write must be a .csv file (its .md is written beside it)")
+    refuse_overwriting_inputs([out, out.with_suffix(".md")], metrics)
     table = ablation_table(collect_metrics(metrics, names), base)
-    with atomic_path(out) as tmp:
-        table.to_csv(tmp, index=False)
-    with atomic_path(out.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown_tables(table))
+    with atomic_outputs(out, out.with_suffix(".md")) as (csv_tmp, md_tmp):
+        table.to_csv(csv_tmp, index=False)
+        md_tmp.write_text(markdown_tables(table))
     log.info("wrote %s (%d rows)", out, len(table))
