@@ -71,6 +71,11 @@ def test_switch_columns_follow_the_run_the_presets_modify(tmp_path):
     exp3 = table[(table["preset"] == "exp3") & (table["setting"] == "default")].iloc[0]
     assert (full["backbone"], full["ktn"]) == ("CLIP RN101", "-")  # the run itself, as configured
     assert (exp3["backbone"], exp3["ktn"]) == ("CLIP RN101", "✓")  # the preset sets its own switches
+    # the stage takes the run's sections
+    summarize.run(metrics=paths, names=["full_model", "exp3"], out=tmp_path / "t.csv", clip=base.clip, model=base.model)
+    written = pd.read_csv(tmp_path / "t.csv")
+    assert written[written["preset"] == "full_model"].iloc[0]["ktn"] == "-"
+    assert set(written[written["preset"].isin(["full_model", "exp3"])]["backbone"]) == {"CLIP RN101"}
 
 
 def test_other_names_and_other_metrics_still_tabulate(tmp_path):

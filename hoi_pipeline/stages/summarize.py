@@ -14,6 +14,7 @@ per paper table and setting.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ import pandas as pd
 
 from hoi_pipeline.ablations import ABLATIONS, FULL_MODEL, NOT_IN_PAPER, PRESETS, TABLE_LAYOUT, row_switches
 from hoi_pipeline.artifacts import atomic_outputs, refuse_overwriting_inputs
-from hoi_pipeline.config import RunConfig, with_overrides
+from hoi_pipeline.config import ClipConfig, InferConfig, LossConfig, ModelConfig, RunConfig, with_overrides
 
 log = logging.getLogger(__name__)
 
@@ -169,11 +170,26 @@ def markdown_tables(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(*, metrics: list[Path], names: list[str], out: Path, base: RunConfig | None = None) -> None:
+def run(
+    *,
+    metrics: list[Path],
+    names: list[str],
+    out: Path,
+    clip: ClipConfig | None = None,
+    model: ModelConfig | None = None,
+    loss: LossConfig | None = None,
+    infer: InferConfig | None = None,
+) -> None:
     """Write `out` (.csv) and the same tables as Markdown beside it (.md), as one set (`atomic_outputs`).
 
-    `base`: the run the ablation presets modify (decides the switch columns; default: the default config).
+    `clip`, `model`, `loss`, `infer`: the sections of the run the presets modify; they decide the
+    switch columns (default: the defaults, i.e. the paper's full model on CLIP RN50).
     """
+    defaults = RunConfig(dataset="-", detector="-")
+    base = dataclasses.replace(
+        defaults, clip=clip or defaults.clip, model=model or defaults.model, loss=loss or defaults.loss,
+        infer=infer or defaults.infer,
+    )  # fmt: skip
     out = Path(out)
     if out.suffix != ".csv":
         raise ValueError(f"{out}: the table to write must be a .csv file (its .md is written beside it)")
