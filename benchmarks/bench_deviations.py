@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import sys
@@ -41,6 +42,12 @@ VARIANTS: dict[str, dict] = {
     "skip_images_without_pairs": {"loss": {"images_without_pairs": "skip"}},
     "upt_proposals": {"detector": {"human_score_threshold": 0.2, "object_score_threshold": 0.2, "min_humans": 3,
                                    "max_humans": 15, "min_objects": 3, "max_objects": 15}},
+    # the demo's v_p (128) and bank (64) differ in width, so P_m exists either way: compare at equal widths
+    "equal_widths": {"model": {"hidden_dim": 64}},
+    "equal_widths_meta_projection_always": {"model": {"hidden_dim": 64, "ktn_meta_projection": "always"}},
+    # training additions the paper does not state, all off (BatchNorm statistics trained, every pair)
+    "no_training_additions": {"model": {"freeze_batchnorm": False},
+                              "train": {"flip": False, "grad_clip": 0.0, "weight_decay": 0.0, "max_pairs": 10000}},
     "exp6": {"ablation": "exp6"},
     "exp6_fk": {"ablation": "exp6", "model": {"fk_without_ktn": True}},
     "before_issue_11": {"model": {"global_logits": "scaled_cosine", "ktn_logits": "scaled_cosine",
@@ -80,7 +87,7 @@ def prepare_data(project: ProjectConfig, workdir: Path, detector_overrides: dict
         embed_prompts.run(clip=clip, annotations=data / "train.json", split="train", out=data / "bank.h5")
     detector = with_overrides(project.detectors[run.detector], detector_overrides)
     key = json.dumps(to_dict(detector), sort_keys=True)
-    folder = data / f"proposals_{abs(hash(key)) % 10**8}"
+    folder = data / f"proposals_{hashlib.sha256(key.encode()).hexdigest()[:8]}"
     if not (folder / "test.h5").is_file():
         for split in ("train", "test"):
             detect.run(detector=detector, annotations=data / f"{split}.json", split=split,

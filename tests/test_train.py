@@ -307,6 +307,39 @@ def test_distributed_training_on_two_cpu_processes(split, tmp_path):
     assert len(rows) == 2 and all(np.isfinite(float(r["loss_total"])) for r in rows)
 
 
+def test_every_paper_literal_switch_trains_on_demo_scenes(tmp_path):
+    """The demo run with every switch of "Deviations from the paper" at the paper's reading trains a few steps."""
+    import dataclasses
+
+    from hoi_pipeline.ablations import PAPER_LITERAL
+    from hoi_pipeline.config import SyntheticConfig, load_project_config, with_overrides
+    from hoi_pipeline.stages import detect, embed_prompts, generate_demo, init_clip
+
+    project = load_project_config(Path(__file__).parents[1] / "config.yaml")
+    data = tmp_path / "data"
+    generate_demo.run(settings=SyntheticConfig(num_train=12, num_test=2, image_size=96, detector_miss_rate=0.3),
+                      out_dir=data)  # fmt: skip
+    detector = project.detectors[project.run("demo").detector]  # default post-processing: at most 100, unfiltered
+    detect.run(detector=detector, annotations=data / "train.json", split="train", images=data / "images" / "train",
+               detections=data / "detections_train.json", out=data / "proposals.h5")  # fmt: skip
+    init_clip.run(model_name="hoi-tiny-rn", seed=0, out=tmp_path / "clip.pt")
+    clip = ClipConfig(model="hoi-tiny-rn", pretrained=str(tmp_path / "clip.pt"))
+    embed_prompts.run(clip=clip, annotations=data / "train.json", split="train", out=data / "bank.h5")
+    steps = {"train": {"iterations": 3, "batch_size": 4, "num_workers": 0, "log_every": 1, "checkpoint_every": 3},
+             "model": {"input_size": 96}, "loss": {"relatedness_warmup": 1}}  # fmt: skip
+    run = with_overrides(with_overrides(project.run("demo"), PAPER_LITERAL), steps)
+    assert not run.model.freeze_batchnorm and run.loss.relatedness_reduction == "sum" and run.train.grad_clip == 0
+    assert run.model.global_logits == run.model.ktn_logits == "inner_product"
+    train_stage.run(clip=dataclasses.replace(run.clip, pretrained=clip.pretrained), model=run.model, loss=run.loss,
+                    train=run.train, annotations=data / "train.json", split="train", images=data / "images" / "train",
+                    proposals=data / "proposals.h5", bank=data / "bank.h5", out_dir=tmp_path / "run")  # fmt: skip
+    rows = read_csv(tmp_path / "run" / "losses.csv")
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
+    assert all(np.isfinite(float(r["loss_total"])) for r in rows) and float(rows[-1]["loss_relatedness"]) > 0
+    model, info = load_trained_model(tmp_path / "run" / "model.pt")
+    assert info.model == run.model and model.knowledge_transfer.f_k is not None
+
+
 # --------------------------------------------------------------------------------------------
 # learning is real (the demo run's settings on the synthetic demo scenes)
 
