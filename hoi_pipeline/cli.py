@@ -43,10 +43,10 @@ def resolve_sections(config_file: str | None, run: str | None, config_json: str 
         if not isinstance(data, dict):
             raise C.ConfigError("--config-json: expected a JSON object of sections")
         unknown = sorted(set(data) - set(names))
-        missing = [name for name in names if name not in data]
-        if unknown or missing:
-            raise C.ConfigError(f"--config-json: this stage takes sections {names}; unknown {unknown}, missing {missing}")
-        return {name: C.from_dict(C.SECTION_TYPES[name], data[name], name) for name in names}
+        if unknown:
+            raise C.ConfigError(f"--config-json: this stage takes sections {names}, not {unknown}")
+        # a section left out takes its defaults (the rules always pass every section)
+        return {name: C.from_dict(C.SECTION_TYPES[name], data.get(name, {}), name) for name in names}
     if run is None:
         if all(name == "eval" for name in names):
             return {"eval": C.EvalConfig()}

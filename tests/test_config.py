@@ -86,8 +86,9 @@ def test_overrides_are_validated_and_do_not_touch_the_original():
 def test_cli_sections_from_json_must_be_exactly_the_stage_sections():
     sections = resolve_sections(None, None, json.dumps({"eval": {"iou_threshold": 0.6}}), ["eval"])
     assert sections["eval"].iou_threshold == 0.6
-    with pytest.raises(C.ConfigError, match="missing \\['eval'\\]"):
+    with pytest.raises(C.ConfigError, match="takes sections \\['eval'\\], not \\['train'\\]"):
         resolve_sections(None, None, json.dumps({"train": {}}), ["eval"])
+    assert resolve_sections(None, None, "{}", ["eval"])["eval"] == C.EvalConfig()  # a section left out: defaults
     with pytest.raises(C.ConfigError, match="not valid JSON"):
         resolve_sections(None, None, "{", ["eval"])
 

@@ -77,12 +77,12 @@ def run(*, settings: SyntheticConfig, out_dir: Path) -> list[Path]:
     write = WRITERS[settings.family]
     outputs = demo_outputs(settings)
     entries = list(dict.fromkeys(path.split("/")[0] for path in outputs))  # top-level files and folders, in order
-    folders = [out_dir / name for name in entries if any(path.startswith(f"{name}/") for path in outputs)]
     staging = Path(tempfile.mkdtemp(prefix=".generate_demo.", suffix=".tmp", dir=out_dir))
     try:
         with tqdm(total=settings.num_train + settings.num_val + settings.num_test, unit="img",
                   desc=f"generate-demo ({settings.family})", disable=not sys.stderr.isatty()) as bar:
             summary = write(settings, noise, staging, bar.update)
+        folders = [out_dir / name for name in entries if (staging / name).is_dir()]
         with atomic_outputs(*(out_dir / name for name in entries), folders=folders) as temps:
             for name, temp in zip(entries, temps):
                 os.replace(staging / name, temp)
