@@ -185,6 +185,13 @@ def test_seeded_batches_are_a_function_of_seed_and_iteration():
         assert sorted(shards[0].batch(it) + shards[1].batch(it)) == sorted(single.batch(it))
     with pytest.raises(ValueError, match="multiple"):
         SeededBatchSampler([1], batch_size=3, seed=0, start=0, stop=1, world_size=2)
+    # micro-batches: each iteration's batch in consecutive pieces, the same images in the same order
+    micro = SeededBatchSampler(list(range(10, 17)), batch_size=4, seed=5, start=0, stop=3, micro_batch_size=2)
+    assert micro.steps_per_iteration == 2 and len(micro) == 6
+    pieces = list(micro)
+    assert [pieces[2 * i] + pieces[2 * i + 1] for i in range(3)] == list(single)
+    with pytest.raises(ValueError, match="micro_batch_size 3 does not divide"):
+        SeededBatchSampler([1], batch_size=4, seed=0, start=0, stop=1, micro_batch_size=3)
 
 
 # --------------------------------------------------------------------------------------------

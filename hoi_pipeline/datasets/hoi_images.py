@@ -362,7 +362,8 @@ class SeededBatchSampler(Sampler):
     is slot t % n of epoch t // n, whose permutation of the n usable images (and flip bits) comes
     from numpy's generator seeded with [seed, epoch]. A resumed run therefore sees exactly the
     batches an uninterrupted run would. Under DDP, rank r takes the positions j = r, r + W, ... of
-    each global batch of B.
+    each global batch of B. With `micro_batch_size` m, each iteration's share of B / W images comes
+    as `steps_per_iteration` = B / (W m) consecutive micro-batches of m (gradient accumulation).
     """
 
     def __init__(
@@ -376,18 +377,28 @@ class SeededBatchSampler(Sampler):
         flip: bool = True,
         rank: int = 0,
         world_size: int = 1,
+        micro_batch_size: int | None = None,
     ) -> None:
         if not indices:
             raise ValueError("no usable training images")
         if batch_size % world_size:
             raise ValueError(f"train.batch_size {batch_size} is not a multiple of the {world_size} processes")
+        share = batch_size // world_size
+        micro = share if micro_batch_size is None else min(micro_batch_size, share)
+        if micro < 1 or share % micro:
+            raise ValueError(
+                f"train.micro_batch_size {micro_batch_size} does not divide the {share} images of each process "
+                f"(train.batch_size {batch_size} over {world_size} processes)"
+            )
         self.indices = np.asarray(indices, dtype=np.int64)
         self.batch_size, self.seed, self.start, self.stop = batch_size, seed, start, stop
         self.flip, self.rank, self.world_size = flip, rank, world_size
+        self.micro_batch_size = micro
+        self.steps_per_iteration = share // micro
         self._epoch_cache: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
-        return max(0, self.stop - self.start)
+        return max(0, self.stop - self.start) * self.steps_per_iteration
 
     def _epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
@@ -409,4 +420,6 @@ class SeededBatchSampler(Sampler):
 
     def __iter__(self) -> Iterator[list[tuple[int, bool]]]:
         for iteration in range(self.start, self.stop):
-            yield self.batch(iteration)
+            share = self.batch(iteration)
+            for first in range(0, len(share), self.micro_batch_size):
+                yield share[first : first + self.micro_batch_size]
