@@ -113,8 +113,12 @@ class DetectorConfig:
     min_objects: int = 3  # UPT min_instances
     max_objects: int = 15  # UPT max_instances, SCG max_object
     on_bad_image: Literal["error", "skip"] = "error"  # skip: unreadable images get no proposals, listed in attrs
+    # jobs that split a split's images (one job each, then one merge into the same file; hoi_pipeline/shards.py)
+    shards: int = 1
 
     def __post_init__(self) -> None:
+        if self.shards < 1:
+            raise ValueError(f"shards must be >= 1, got {self.shards}")
         for name in ("detector_score_threshold", "human_score_threshold", "object_score_threshold", "nms_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: {getattr(self, name)} is not in [0, 1]")
@@ -266,8 +270,12 @@ class InferConfig:
     num_workers: int = 2
     device: str = "auto"
     precision: Literal["fp32", "fp16", "bf16"] = "bf16"
+    # jobs that split a split's images (one job each, then one merge into the same file; hoi_pipeline/shards.py)
+    shards: int = 1
 
     def __post_init__(self) -> None:
+        if self.shards < 1:
+            raise ValueError(f"shards must be >= 1, got {self.shards}")
         if self.gamma < 0:
             raise ValueError(f"gamma must be >= 0, got {self.gamma}")
         if self.top_k < 0:

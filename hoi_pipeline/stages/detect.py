@@ -4,7 +4,8 @@ Runs a detector (torchvision / detectron2) over the split's images, or imports p
 detections, post-processes them (thresholds, per-class NMS, per-image limits) and writes the flat
 offsets layout of `hoi_pipeline.artifacts.write_proposals` under a temporary name, renamed at the
 end. Every image of the annotation file gets an entry, in its order; an image without detections
-(or skipped as unreadable with `detector.on_bad_image: skip`) gets an empty one.
+(or skipped as unreadable with `detector.on_bad_image: skip`) gets an empty one. With `shard`, only
+that shard's block of the images (`hoi_pipeline.shards`); `merge_shards` joins the blocks.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from hoi_pipeline.artifacts import write_proposals
-from hoi_pipeline.config import DetectorConfig, to_dict
+from hoi_pipeline.config import DetectorConfig
 from hoi_pipeline.datasets import load_annotations
 from hoi_pipeline.detection.postprocess import PostprocessSettings
+from hoi_pipeline.shards import Shard, recorded_config
 from hoi_pipeline.structures import Proposals
 
 log = logging.getLogger(__name__)
@@ -33,12 +35,16 @@ def run(
     images: Path,
     detections: Path | None,
     out: Path,
+    shard: Shard | None = None,
 ) -> None:
     data = load_annotations(annotations, split)
     objects = data.vocabulary.objects
     filenames = data.filenames
     if len(set(filenames)) != len(filenames):
         raise ValueError(f"{annotations}: the split lists some image filenames twice")
+    if shard is not None:
+        filenames = shard.select(list(filenames))
+        log.info("shard %s: images %d to %d of %d", shard, *shard.bounds(len(data.filenames)), len(data.filenames))
     skipped: list[str] = []
     if detector.backend == "precomputed":
         from hoi_pipeline.detection.precomputed import import_precomputed
@@ -46,9 +52,9 @@ def run(
         if detections is None:
             raise ValueError("detector.backend 'precomputed' needs the detections json (--detections FILE)")
         imported = import_precomputed(
-            detections, filenames, objects, settings=PostprocessSettings.from_config(detector)
-        )
-        proposals = imported.proposals
+            detections, data.filenames, objects, settings=PostprocessSettings.from_config(detector)
+        )  # the whole split, so that other shards' images are not reported as strangers to it
+        proposals = imported.proposals if shard is None else shard.select(imported.proposals)
         identity = {"backend": "precomputed", "model": "", "weights": imported.weights}
     else:
         from hoi_pipeline.detection import build_proposal_extractor
@@ -73,13 +79,14 @@ def run(
     attrs = {
         "stage": "detect",
         **identity,
-        "config": to_dict(detector),
+        "config": recorded_config(detector),
         "objects": list(objects),
         "person": data.vocabulary.person,
         "split": split,
         "annotations": str(annotations),
         "skipped_count": len(skipped),
         "skipped_images": skipped[:MAX_SKIPPED_IN_ATTRS],
+        **(shard.attrs() if shard is not None else {}),
     }
     write_proposals(out, proposals, attrs)
     log_summary(out, proposals, data.vocabulary.person)
