@@ -4,6 +4,7 @@ import re
 from snakemake.utils import validate
 
 from hoi_pipeline.code_version import stage_code_digest
+from hoi_pipeline import resources as res
 from hoi_pipeline import workflow as wf
 
 
@@ -83,3 +84,62 @@ def detections_option(wildcards, input):
 
 def ablation_metrics(wildcards):
     return [f"results/{name}/metrics.csv" for name in [wildcards.run, *wf.ablation_runs(PROJECT, wildcards.run)]]
+
+
+# Cluster resources of each rule's jobs (hoi_pipeline/resources.py): GPUs only where a network runs on one,
+# CPUs, memory and time limit from the run's settings and the split's size, partitions from HOI_SLURM_*.
+def images_of(dataset, split):
+    return res.split_images(PROJECT.datasets[dataset], split)
+
+
+def generate_demo_job(w):
+    synthetic = PROJECT.datasets[w.dataset].synthetic
+    return res.generate_demo_job(synthetic.num_train + synthetic.num_test)
+
+
+def detect_job(w):
+    return res.detect_job(PROJECT.detectors[w.detector], images_of(w.dataset, w.split), int(w.get("shards", 1)))
+
+
+def merge_proposals_job(w):
+    return res.merge_job(images_of(w.dataset, w.split))
+
+
+def embed_prompts_job(w):
+    return res.embed_prompts_job(wf.bank_clip(RUNS[w.run]))
+
+
+def train_job(w):
+    return res.train_job(RUNS[w.run])
+
+
+def infer_job(w):
+    return res.infer_job(RUNS[w.run], images_of(RUNS[w.run].dataset, w.split), int(w.get("shards", 1)))
+
+
+def merge_detections_job(w):
+    return res.merge_job(images_of(RUNS[w.run].dataset, w.split))
+
+
+def evaluate_job(w):
+    return res.evaluate_job(images_of(RUNS[w.run].dataset, split_name(w.run, "test")))
+
+
+def small_job(w):
+    return res.small_job()
+
+
+# Sharded work (detector.shards, infer.shards > 1): shard jobs, then a merge rule writes the one file.
+def names_where(names, sharded):
+    chosen = [re.escape(name) for name in names if sharded(name)]
+    return "|".join(chosen) if chosen else "(?!)"
+
+
+SHARDED_DETECTORS = names_where(PROJECT.detectors, lambda d: PROJECT.detectors[d].shards > 1)
+UNSHARDED_DETECTORS = names_where(PROJECT.detectors, lambda d: PROJECT.detectors[d].shards == 1)
+SHARDED_RUNS = names_where(RUNS, lambda r: RUNS[r].infer.shards > 1)
+UNSHARDED_RUNS = names_where(RUNS, lambda r: RUNS[r].infer.shards == 1)
+
+
+def shard_files(prefix, shards):
+    return [f"{prefix}.shards/{i}-of-{shards}.h5" for i in range(shards)]

@@ -8,7 +8,7 @@
 # The node has the machine's real CPUs and memory (`slurmd -C`), partitions `debug` (default) and `long`,
 # GPUS fake GPUs (gres `gpu`, no device: jobs get CUDA_VISIBLE_DEVICES but no CUDA), and no accounting
 # database, so `sacct` fails and status queries must use `squeue` (MinJobAge 300 s keeps finished jobs listed).
-# Clients find the cluster through SLURM_CONF: `source DIR/env` before sbatch, squeue or snakemake.
+# Clients find the cluster through SLURM_CONF (`source DIR/env`) or, on this machine, /run/slurm/conf.
 # Exit status 3 means SLURM cannot run here (not root, packages missing); the message says why.
 set -euo pipefail
 
@@ -32,6 +32,7 @@ stop_daemons() {
 
 if [[ $action == stop ]]; then
     stop_daemons
+    if grep -qs "^ClusterName=hoitest$" /run/slurm/conf/slurm.conf; then rm -rf /run/slurm/conf; fi  # slurmd's copy
     exit 0
 fi
 [[ $action == start ]] || usage
@@ -98,6 +99,7 @@ MinJobAge=300
 KillWait=10
 InactiveLimit=0
 SchedulerParameters=bf_interval=5
+SlurmctldParameters=enable_configless
 $node Gres=gpu:$gpus State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 PartitionName=long Nodes=ALL MaxTime=INFINITE State=UP
@@ -117,7 +119,9 @@ failed() {
     exit 1
 }
 slurmctld -f "$SLURM_CONF" -i || failed "slurmctld did not start"  # -i: ignore the state of an earlier run
-slurmd -f "$SLURM_CONF" -N "$host" || failed "slurmd did not start"
+# configless: slurmd fetches the config from slurmctld and links it at /run/slurm/conf, where commands inside
+# jobs find it (the executor plugin removes SLURM_CONF from a job's environment before its srun)
+slurmd --conf-server "$host" -N "$host" || failed "slurmd did not start"
 for _ in $(seq 120); do
     state=$(sinfo -h -n "$host" -o %t 2>/dev/null | head -n 1 || true)
     if [[ $state == idle ]]; then
