@@ -154,8 +154,11 @@ def status_from(scheduler: str, output: str, returncode: int) -> str:
 # local: the job runs here, in the background (the profile's test)
 
 
-def submit_local(jobscript: str) -> str:
-    """Start the job script in its own session; its exit status lands in LOG_DIR/<pid>.exit."""
+def submit_local(jobscript: str, request: Request) -> str:
+    """Start the job script in its own session; its exit status lands in LOG_DIR/<pid>.exit.
+
+    Each submission and its request is listed in LOG_DIR/local_jobs.tsv (what a scheduler would have been asked).
+    """
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     script = f'bash {shlex.quote(jobscript)}; echo $? > "{LOG_DIR}/$$.exit"'
     process = subprocess.Popen(
@@ -165,6 +168,8 @@ def submit_local(jobscript: str) -> str:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    with open(LOG_DIR / "local_jobs.tsv", "a") as table:
+        table.write(f"{process.pid}\t{request.name}\t{request.gpus}\t{request.cpus}\t{request.mem_mb}\t{request.runtime}\n")
     return str(process.pid)
 
 
@@ -200,11 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     site = Site.from_environ(dict(os.environ))
 
     if args.action == "submit":
+        request = Request(args.name, args.gpus, args.cpus, args.mem_mb, args.runtime)
         if site.scheduler == "local":
-            print(submit_local(args.jobscript))
+            print(submit_local(args.jobscript, request))
             return 0
         LOG_DIR.mkdir(parents=True, exist_ok=True)
-        request = Request(args.name, args.gpus, args.cpus, args.mem_mb, args.runtime)
         result = subprocess.run(submit_command(site, request, args.jobscript), capture_output=True, text=True)
         if result.returncode != 0:
             sys.stderr.write(result.stderr or result.stdout)
