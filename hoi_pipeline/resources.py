@@ -23,11 +23,16 @@ Site settings come from the environment (read once per job by `snakemake_resourc
                              the largest job the site runs; requests are cut to them (unset: no cap).
                              A training cut short by the time cap resumes in the next attempt.
 
-Everything here is a pure function of settings except `count_images` (lists a folder) and
-`snakemake_resources` (reads the environment); a rule uses them as
+On SLURM, requests are also cut to the largest node of the job's partition as `sinfo` reports it (a
+job larger than every node would wait forever), and more GPUs than any node has is an error.
 
-    threads: job_threads(lambda w: train_job(RUNS[w.run]))
-    resources: **snakemake_resources(lambda w: train_job(RUNS[w.run]))
+Everything here is a pure function of settings except `count_images` (lists a folder),
+`slurm_limits` (asks `sinfo`) and `snakemake_resources` (reads the environment); a rule uses them as
+
+    threads: job_threads(lambda w: train_job(RUNS[w.run]), on_slurm)
+    resources: **snakemake_resources(lambda w: train_job(RUNS[w.run]), on_slurm)
+
+with `on_slurm()` telling whether the workflow runs with the SLURM executor (rules/common.smk).
 """
 
 from __future__ import annotations
@@ -415,30 +420,37 @@ RESOURCE_NAMES = ("gpu", "cpus_per_task", "mem_mb", "runtime", "slurm_partition"
 JobOf = Callable[..., JobResources]  # wildcards -> the job's request
 
 
-def site_request(request: JobResources, attempt: int, environ: Mapping[str, str]) -> dict:
-    """A job's resources on this site: its partition, cut to the env caps and to what `sinfo` says the nodes have."""
+def site_request(request: JobResources, attempt: int, environ: Mapping[str, str], on_slurm: bool = False) -> dict:
+    """A job's resources on this site: its partition, cut to the HOI_JOB_MAX_* caps and, when the job goes to
+    SLURM, to the largest node `sinfo` shows in its partition."""
     site = SiteSettings.from_environ(environ)
     partition = site.partition_for(request.gpus)
-    detected = slurm_limits().get(DEFAULT_PARTITION if partition is None else partition, Limits())
-    return slurm_resources(for_attempt(request, attempt, site.limits.tighter(detected)), partition, site.account)
+    limits = site.limits
+    if on_slurm:
+        limits = limits.tighter(slurm_limits().get(DEFAULT_PARTITION if partition is None else partition, Limits()))
+    return slurm_resources(for_attempt(request, attempt, limits), partition, site.account)
 
 
-def snakemake_resources(job_of: JobOf) -> dict[str, Callable]:
-    """A rule's `resources:` (as `**snakemake_resources(...)`): one callable per resource, per attempt."""
+def snakemake_resources(job_of: JobOf, on_slurm: Callable[[], bool] = lambda: False) -> dict[str, Callable]:
+    """A rule's `resources:` (as `**snakemake_resources(...)`): one callable per resource, per attempt.
+
+    `on_slurm()` says whether this Snakemake submits to SLURM (or runs inside a SLURM job): only then do the
+    partitions' limits apply (a local run on a login node is not cut to the cluster's nodes).
+    """
 
     def value(name: str) -> Callable:
         def resource(wildcards, attempt: int) -> int | str | None:
-            return site_request(job_of(wildcards), attempt, os.environ)[name]
+            return site_request(job_of(wildcards), attempt, os.environ, on_slurm())[name]
 
         return resource
 
     return {name: value(name) for name in RESOURCE_NAMES}
 
 
-def job_threads(job_of: JobOf) -> Callable:
+def job_threads(job_of: JobOf, on_slurm: Callable[[], bool] = lambda: False) -> Callable:
     """A rule's `threads:`: the job's CPUs (Snakemake sets OMP_NUM_THREADS and friends to it)."""
 
     def threads(wildcards) -> int:
-        return site_request(job_of(wildcards), 1, os.environ)["cpus_per_task"]
+        return site_request(job_of(wildcards), 1, os.environ, on_slurm())["cpus_per_task"]
 
     return threads

@@ -82,12 +82,34 @@ def detections_option(wildcards, input):
     return f"--detections {input.detections}" if "detections" in input.keys() else ""
 
 
+def infer_inputs(w):
+    return {
+        "annotations": split_files(RUNS[w.run].dataset, w.split)["annotations"],
+        "proposals": proposals_path(w.run, w.split),
+        "checkpoint": checkpoint_path(w.run),
+    }
+
+
 def ablation_metrics(wildcards):
     return [f"results/{name}/metrics.csv" for name in [wildcards.run, *wf.ablation_runs(PROJECT, wildcards.run)]]
 
 
 # Cluster resources of each rule's jobs (hoi_pipeline/resources.py): GPUs only where a network runs on one,
 # CPUs, memory and time limit from the run's settings and the split's size, partitions from HOI_SLURM_*.
+def on_slurm():
+    """Jobs go to SLURM (or this is one): requests are then cut to the partition's largest node."""
+    plugin = workflow.executor_plugin
+    return plugin is not None and plugin.name in ("slurm", "slurm-jobstep")
+
+
+def job_resources(job_of):
+    return res.snakemake_resources(job_of, on_slurm)
+
+
+def job_threads(job_of):
+    return res.job_threads(job_of, on_slurm)
+
+
 def images_of(dataset, split):
     return res.split_images(PROJECT.datasets[dataset], split)
 

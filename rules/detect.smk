@@ -15,9 +15,9 @@ rule detect:
         code=code("detect"),
     wildcard_constraints:
         detector=UNSHARDED_DETECTORS,
-    threads: res.job_threads(detect_job)
+    threads: job_threads(detect_job)
     resources:
-        **res.snakemake_resources(detect_job),
+        **job_resources(detect_job),
     log:
         "results/logs/detect/{dataset}/{detector}/{split}.log",
     benchmark:
@@ -43,9 +43,9 @@ rule detect_shard:
         detector=SHARDED_DETECTORS,
         shard=r"\d+",
         shards=r"\d+",
-    threads: res.job_threads(detect_job)
+    threads: job_threads(detect_job)
     resources:
-        **res.snakemake_resources(detect_job),
+        **job_resources(detect_job),
     log:
         "results/logs/detect/{dataset}/{detector}/{split}.shards/{shard}-of-{shards}.log",
     benchmark:
@@ -67,9 +67,9 @@ rule merge_proposals:
         code=code("merge_shards"),
     wildcard_constraints:
         detector=SHARDED_DETECTORS,
-    threads: res.job_threads(merge_proposals_job)
+    threads: job_threads(merge_proposals_job)
     resources:
-        **res.snakemake_resources(merge_proposals_job),
+        **job_resources(merge_proposals_job),
     log:
         "results/logs/merge_proposals/{dataset}/{detector}/{split}.log",
     benchmark:

@@ -11,9 +11,9 @@ rule embed_prompts:
         config=lambda w: wf.section_json({"clip": wf.bank_clip(RUNS[w.run])}),
         split=lambda w: split_name(w.run, "train"),
         code=code("embed_prompts"),
-    threads: res.job_threads(embed_prompts_job)
+    threads: job_threads(embed_prompts_job)
     resources:
-        **res.snakemake_resources(embed_prompts_job),
+        **job_resources(embed_prompts_job),
     log:
         "results/logs/embed_prompts/{run}.log",
     benchmark:

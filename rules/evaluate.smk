@@ -14,9 +14,9 @@ rule evaluate:
         split=lambda w: split_name(w.run, "test"),
         out_dir=lambda w: f"results/{w.run}",
         code=code("evaluate"),
-    threads: res.job_threads(evaluate_job)
+    threads: job_threads(evaluate_job)
     resources:
-        **res.snakemake_resources(evaluate_job),
+        **job_resources(evaluate_job),
     log:
         "results/logs/evaluate/{run}.log",
     benchmark:

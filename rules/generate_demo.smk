@@ -14,9 +14,9 @@ rule generate_demo:
         code=code("generate_demo"),
     wildcard_constraints:
         dataset="|".join(SYNTHETIC) if SYNTHETIC else "(?!)",
-    threads: res.job_threads(generate_demo_job)
+    threads: job_threads(generate_demo_job)
     resources:
-        **res.snakemake_resources(generate_demo_job),
+        **job_resources(generate_demo_job),
     log:
         "results/logs/generate_demo/{dataset}.log",
     benchmark:
@@ -32,9 +32,9 @@ rule init_clip:
         "results/models/{model}_random-init.pt",
     params:
         code=code("init_clip"),
-    threads: res.job_threads(small_job)
+    threads: job_threads(small_job)
     resources:
-        **res.snakemake_resources(small_job),
+        **job_resources(small_job),
     log:
         "results/logs/init_clip/{model}.log",
     benchmark:

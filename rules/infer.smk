@@ -3,14 +3,6 @@
 # merge_detections joins them into the same file (hoi_pipeline/shards.py).
 
 
-def infer_inputs(w):
-    return {
-        "annotations": split_files(RUNS[w.run].dataset, w.split)["annotations"],
-        "proposals": proposals_path(w.run, w.split),
-        "checkpoint": checkpoint_path(w.run),
-    }
-
-
 rule infer:
     input:
         unpack(infer_inputs),
@@ -22,9 +14,9 @@ rule infer:
         code=code("infer"),
     wildcard_constraints:
         run=UNSHARDED_RUNS,
-    threads: res.job_threads(infer_job)
+    threads: job_threads(infer_job)
     resources:
-        **res.snakemake_resources(infer_job),
+        **job_resources(infer_job),
     log:
         "results/logs/infer/{run}/{split}.log",
     benchmark:
@@ -50,9 +42,9 @@ rule infer_shard:
         run=SHARDED_RUNS,
         shard=r"\d+",
         shards=r"\d+",
-    threads: res.job_threads(infer_job)
+    threads: job_threads(infer_job)
     resources:
-        **res.snakemake_resources(infer_job),
+        **job_resources(infer_job),
     log:
         "results/logs/infer/{run}/{split}.shards/{shard}-of-{shards}.log",
     benchmark:
@@ -74,9 +66,9 @@ rule merge_detections:
         code=code("merge_shards"),
     wildcard_constraints:
         run=SHARDED_RUNS,
-    threads: res.job_threads(merge_detections_job)
+    threads: job_threads(merge_detections_job)
     resources:
-        **res.snakemake_resources(merge_detections_job),
+        **job_resources(merge_detections_job),
     log:
         "results/logs/merge_detections/{run}/{split}.log",
     benchmark:

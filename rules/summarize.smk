@@ -12,9 +12,9 @@ rule ablations:
         code=code("summarize"),
     wildcard_constraints:
         run="|".join(re.escape(name) for name in PROJECT.runs),
-    threads: res.job_threads(small_job)
+    threads: job_threads(small_job)
     resources:
-        **res.snakemake_resources(small_job),
+        **job_resources(small_job),
     log:
         "results/logs/ablations/{run}.log",
     benchmark:

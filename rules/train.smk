@@ -16,9 +16,9 @@ rule train:
         out_dir=lambda w: f"results/{w.run}/train",
         launcher=lambda w: wf.train_launcher(RUNS[w.run].train),
         code=code("train"),
-    threads: res.job_threads(train_job)
+    threads: job_threads(train_job)
     resources:
-        **res.snakemake_resources(train_job),
+        **job_resources(train_job),
     log:
         "results/logs/train/{run}.log",
     benchmark:

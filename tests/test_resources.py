@@ -163,12 +163,14 @@ def test_snakemake_resources_per_attempt_with_the_sites_partitions(monkeypatch):
     monkeypatch.setenv("HOI_SLURM_GPU_PARTITION", "gpu")
     monkeypatch.delenv("HOI_SLURM_ACCOUNT", raising=False)
     monkeypatch.setattr(R, "slurm_limits", lambda: {"gpu": R.Limits(cpus=4, gpus=2)})
-    resources = R.snakemake_resources(lambda wildcards: R.train_job(HICO))
+    resources = R.snakemake_resources(lambda wildcards: R.train_job(HICO), on_slurm=lambda: True)
     assert set(resources) == set(R.RESOURCE_NAMES)
     values = {name: fn(None, attempt=2) for name, fn in resources.items()}
     assert values["gpu"] == 1 and values["slurm_partition"] == "gpu" and values["slurm_account"] is None
     assert values["cpus_per_task"] == 4  # HICO training asks 5; the gpu partition's nodes have 4
     assert values["runtime"] == R.train_job(HICO).runtime  # resumes: no longer on attempt 2
-    assert R.job_threads(lambda wildcards: R.train_job(HICO))(None) == 4
+    assert R.job_threads(lambda wildcards: R.train_job(HICO), on_slurm=lambda: True)(None) == 4
+    # a local run is not cut to the cluster's nodes
+    assert R.job_threads(lambda wildcards: R.train_job(HICO))(None) == 5
     cpu_job = R.snakemake_resources(lambda wildcards: R.evaluate_job(HICO_TEST))
     assert cpu_job["slurm_partition"](None, attempt=1) == "debug" and cpu_job["gpu"](None, attempt=1) == 0

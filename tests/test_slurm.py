@@ -136,13 +136,16 @@ def test_demo_runs_through_the_profile_without_asking_for_a_gpu(demo_on_slurm):
 
 
 def test_multi_gpu_training_is_one_job_and_resumes_after_a_requeue(demo_on_slurm, tmp_path):
-    """train.gpus: 2 -> one job with 2 GPUs and torchrun; requeued after its first checkpoint, it resumes."""
+    """train.gpus: 2 -> one job with 2 GPUs and torchrun; requeued after its first checkpoint, it resumes.
+
+    Its 6 CPUs are more than the node has: the request is cut to the node (`sinfo`), as it must be to run.
+    """
     workdir, env = demo_on_slurm
     run = {"dataset": "demo", "detector": "demo_import",
            "clip": {"model": "hoi-tiny-rn", "pretrained": "results/models/hoi-tiny-rn_random-init.pt"},
            "model": {"hidden_dim": 128, "spatial_dim": 32}, "loss": {"relatedness_warmup": 4},
            "train": {"gpus": 2, "device": "auto", "iterations": 32, "batch_size": 4, "checkpoint_every": 4,
-                     "log_every": 1, "num_workers": 0, "precision": "fp32", "lr_milestones": [24]}}  # fmt: skip
+                     "log_every": 1, "num_workers": 2, "precision": "fp32", "lr_milestones": [24]}}  # fmt: skip
     ddp = write_yaml(workdir / "ddp.yaml", {"runs": {"demo_ddp": run}})
     target = "results/demo_ddp/train/model.pt"
     process = snakemake_on_slurm(workdir, env, "--configfile", "config.yaml", "reduced.yaml", str(ddp), "--", target)
@@ -165,6 +168,8 @@ def test_multi_gpu_training_is_one_job_and_resumes_after_a_requeue(demo_on_slurm
     assert train.TresPerJob == "gres:gpu:2"  # one job, two GPUs (fake ones here: CUDA_VISIBLE_DEVICES
     # is set but there is no CUDA, so torchrun's two processes train on the CPU)
     assert train.Restarts == "1" and train.JobState == "COMPLETED"
+    node_cpus = int(subprocess.run(["sinfo", "-h", "-o", "%c"], env=env, capture_output=True, text=True).stdout.split()[0])
+    assert int(train.NumCPUs) == min(6, node_cpus)  # asks 2 x (2 workers + 1); cut to the node, not pending forever
     train_log = (workdir / "results/logs/train/demo_ddp.log").read_text()
     assert "over 2 process(es)" in train_log  # torchrun started two processes
     assert "resumed from results/demo_ddp/train/checkpoints/last.pt at iteration" in train_log
