@@ -58,8 +58,10 @@ VARIANTS: dict[str, dict] = {
 }  # fmt: skip
 
 
-def variant_run(project: ProjectConfig, overrides: dict, seed: int) -> tuple[RunConfig, dict]:
-    """The demo run with a variant's overrides and seed, and its detector overrides."""
+def variant_run(
+    project: ProjectConfig, overrides: dict, seed: int, iterations: int | None = None
+) -> tuple[RunConfig, dict]:
+    """The demo run with a variant's overrides and seed (and fewer iterations), and its detector overrides."""
     from hoi_pipeline.ablations import ABLATIONS
 
     overrides = dict(overrides)
@@ -67,7 +69,10 @@ def variant_run(project: ProjectConfig, overrides: dict, seed: int) -> tuple[Run
     if "ablation" in overrides:
         run = with_overrides(run, dict(ABLATIONS[overrides.pop("ablation")]))
     detector = overrides.pop("detector", {})
-    run = with_overrides(run, {**overrides, "train": {**overrides.get("train", {}), "seed": seed}})
+    train = {**overrides.get("train", {}), "seed": seed}
+    if iterations is not None:  # a quick check of the script: the schedule cut short
+        train.update(iterations=iterations, lr_milestones=[m for m in run.train.lr_milestones if m < iterations])
+    run = with_overrides(run, {**overrides, "train": train})
     return run, detector
 
 
@@ -159,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--miss-rate", type=float, default=None, help="demo detector miss rate (more images "
                         "without a human-object pair)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--iterations", type=int, default=None, help="train.iterations (default: the demo's 300)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
@@ -168,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = args.workdir or Path(temporary)
         for name in args.variants:
             for seed in args.seeds:
-                run, detector = variant_run(project, VARIANTS[name], seed)
+                run, detector = variant_run(project, VARIANTS[name], seed, args.iterations)
                 proposals = prepare_data(project, workdir, detector, args.miss_rate)
                 result = train_and_evaluate(run, workdir, proposals, workdir / "runs" / f"{name}_seed{seed}")
                 print(f"variant={name} seed={seed} " + " ".join(
