@@ -12,14 +12,7 @@ import torch
 from PIL import Image
 
 from hoi_pipeline.artifacts import write_proposals
-from hoi_pipeline.checkpoints import (
-    load_trained_model,
-    load_training_state,
-    restore_rng_states,
-    rng_states,
-    vocabulary_from_dict,
-    vocabulary_to_dict,
-)
+from hoi_pipeline.checkpoints import load_trained_model, vocabulary_from_dict, vocabulary_to_dict
 from hoi_pipeline.config import ClipConfig, LossConfig, ModelConfig, TrainConfig, to_dict
 from hoi_pipeline.datasets import load_annotations
 from hoi_pipeline.datasets.hicodet import save_hicodet_json
@@ -33,6 +26,7 @@ from hoi_pipeline.datasets.hoi_images import (
 from hoi_pipeline.knowledge_bank_file import load_knowledge_bank, write_knowledge_bank
 from hoi_pipeline.stages import train as train_stage
 from hoi_pipeline.structures import HOIAnnotations, ImageAnnotation, Proposals, Vocabulary
+from hoi_pipeline.training_state import read_saved_state, restore_rng_states, rng_states
 
 VOCAB = Vocabulary(
     verbs=("hold", "ride", "no_interaction"),
@@ -193,7 +187,7 @@ def test_training_writes_outputs_and_resumes_identically(split, tmp_path):
     interrupted = tmp_path / "interrupted"
     run_training(split, interrupted, train, max_steps=2)
     assert not (interrupted / "model.pt").exists()
-    assert load_training_state(interrupted / "checkpoints" / "last.pt")["iteration"] == 2
+    assert read_saved_state(interrupted / "checkpoints" / "last.pt").iteration == 2
     run_training(split, interrupted, train)  # resumes at iteration 2
 
     a = torch.load(straight / "model.pt", weights_only=True)
