@@ -203,16 +203,18 @@ def device_description(device: torch.device) -> str:
 def reproducible_kernels(device: torch.device, *, deterministic: bool, threads: int) -> Iterator[bool]:
     """Fixed intra-op threads and deterministic kernels for the block; yields whether they are strict.
 
-    CPU: torch's deterministic algorithms always (where torch has none, it warns and runs the
-    usual kernel). CUDA: only with `deterministic` (train.deterministic), then strictly (an op
-    without a deterministic kernel raises), with cuBLAS's fixed workspace and no cuDNN autotuning.
-    The previous settings come back afterwards (tests and callers run other stages in-process).
+    CPU: torch's deterministic algorithms and oneDNN's deterministic mode, always (where torch has
+    no deterministic kernel it warns and runs the usual one). CUDA: only with `deterministic`
+    (train.deterministic), then strictly (an op without a deterministic kernel is a ValueError
+    naming it), with cuBLAS's fixed workspace and no cuDNN autotuning. The previous settings come
+    back afterwards (tests and callers run other stages in the same process).
     """
     strict = device.type == "cuda" and deterministic
     previous = (
         torch.get_num_threads(),
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.mkldnn.deterministic,
         torch.backends.cudnn.deterministic,
         torch.backends.cudnn.benchmark,
         os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
@@ -220,6 +222,8 @@ def reproducible_kernels(device: torch.device, *, deterministic: bool, threads: 
     torch.set_num_threads(threads)  # also turns MKL's dynamic thread count off
     if device.type == "cpu" or strict:
         torch.use_deterministic_algorithms(True, warn_only=not strict)
+    if device.type == "cpu":
+        torch.backends.mkldnn.deterministic = True
     if strict:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)  # read when cuBLAS starts
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
@@ -233,8 +237,9 @@ def reproducible_kernels(device: torch.device, *, deterministic: bool, threads: 
     finally:
         torch.set_num_threads(previous[0])
         torch.use_deterministic_algorithms(previous[1], warn_only=previous[2])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[3], previous[4]
-        if previous[5] is None:
+        torch.backends.mkldnn.deterministic = previous[3]
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[4], previous[5]
+        if previous[6] is None:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
@@ -338,8 +343,10 @@ def decide_resume(saved: SavedState | None, identity: TrainingIdentity, iteratio
     return ResumeDecision(not reasons, tuple(reasons))
 
 
-def move_aside(out_dir: str | os.PathLike) -> tuple[Path, list[str]]:
-    """Move a superseded training's last.pt, losses.csv and model.pt to checkpoints/superseded/<UTC time>/.
+def move_aside(
+    out_dir: str | os.PathLike, names: Sequence[str | Path] = (STATE_FILE, LOSSES_FILE, MODEL_FILE)
+) -> tuple[Path, list[str]]:
+    """Move a superseded training's files (default last.pt, losses.csv, model.pt) to checkpoints/superseded/<UTC time>/.
 
     Returns the folder and the names of the files moved there.
     """
@@ -352,7 +359,7 @@ def move_aside(out_dir: str | os.PathLike) -> tuple[Path, list[str]]:
         target = out_dir / SUPERSEDED_DIR / f"{stamp}-{suffix}"
     target.mkdir(parents=True)
     moved = []
-    for name in (STATE_FILE, Path(LOSSES_FILE), Path(MODEL_FILE)):
+    for name in map(Path, names):
         if (out_dir / name).is_file():
             shutil.move(out_dir / name, target / name.name)
             moved.append(name.name)

@@ -403,6 +403,9 @@ def start_or_resume(
         else:
             log.info("resuming from %s at iteration %d of %d: same settings, code and inputs",
                      path, state.iteration, iterations)  # fmt: skip
+        if state.iteration < iterations and (out_dir / MODEL_FILE).is_file() and processes.is_main:
+            aside, _ = move_aside(out_dir, [MODEL_FILE])  # the finished model of a shorter target
+            log.info("moved %s (the model at iteration %d) to %s", out_dir / MODEL_FILE, state.iteration, aside)
         changes = state.runtime.differences(saved.runtime) if saved.runtime else []
         if changes:
             log.warning("this run differs from the one that saved %s (%s): it continues the same training, but the "
