@@ -318,25 +318,27 @@ def test_unreadable_state_is_a_one_line_error_saying_what_to_move(split, finishe
 
 
 def test_sigterm_saves_the_state_and_a_rerun_resumes_it(split, tmp_path):
-    """SLURM preemption: SIGTERM to every process of the job (main process and DataLoader worker)."""
-    train = TrainConfig(iterations=12, batch_size=2, num_workers=1, precision="fp32", log_every=1, checkpoint_every=100)
+    """SLURM preemption: SIGTERM to every process of the job (main process and DataLoader worker), mid-iteration."""
+    train = TrainConfig(iterations=6, batch_size=2, num_workers=1, precision="fp32", log_every=1, checkpoint_every=100)
     out = tmp_path / "run"
     job = subprocess.Popen(
         [sys.executable, "-m", "hoi_pipeline", *cli_arguments(split, out, train)],
         stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
-    seen, deadline = [], time.monotonic() + 300
-    while time.monotonic() < deadline:
+    seen, logged, deadline = [], {}, time.monotonic() + 300
+    while time.monotonic() < deadline and "iter 2/6" not in logged:
         line = job.stderr.readline()
-        seen.append(line)
-        if "iter 2/12" in line or not line:
+        if not line:
             break
+        seen.append(line)
+        logged.update({f"iter {i}/6": time.monotonic() for i in (1, 2) if f"iter {i}/6" in line})
+    time.sleep((logged.get("iter 2/6", 0) - logged.get("iter 1/6", 0)) / 2)  # into iteration 3
     os.killpg(job.pid, signal.SIGTERM)
     _, rest = job.communicate(timeout=300)
     log_text = "".join(seen) + rest
     assert job.returncode == 143, log_text[-3000:]
     saved = read_saved_state(out / STATE_FILE)  # no periodic checkpoint before 100: this one is SIGTERM's
-    assert 2 <= saved.iteration < 12, log_text[-3000:]
+    assert 2 <= saved.iteration < 6, log_text[-3000:]
     assert f"SIGTERM: stopped after iteration {saved.iteration} of the training" in log_text
     assert [int(r["iteration"]) for r in read_csv(out / "losses.csv")] == list(range(1, saved.iteration + 1))
     assert not (out / "model.pt").exists() and not list(out.rglob("*.tmp"))
@@ -344,6 +346,6 @@ def test_sigterm_saves_the_state_and_a_rerun_resumes_it(split, tmp_path):
     resumed = subprocess.run([sys.executable, "-m", "hoi_pipeline", *cli_arguments(split, out, train)],
                              capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resuming from {out / STATE_FILE} at iteration {saved.iteration} of 12" in resumed.stderr
+    assert f"resuming from {out / STATE_FILE} at iteration {saved.iteration} of 6" in resumed.stderr
     run_training(split, tmp_path / "straight", train)
     assert_same_weights(weights(tmp_path / "straight"), weights(out))
