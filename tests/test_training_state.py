@@ -106,7 +106,8 @@ def test_resume_and_extension_give_the_weights_of_an_uninterrupted_run(split, fi
     assert_same_weights(weights(straight), weights(out))
     assert (out / "losses.csv").read_text() == (straight / "losses.csv").read_text()
     (aside,) = superseded(out)  # the finished 2-iteration model, kept
-    assert [p.name for p in aside.iterdir()] == ["model.pt"] and load_trained_model(aside / "model.pt")[1].iterations == 2
+    assert [p.name for p in aside.iterdir()] == ["model.pt"]
+    assert load_trained_model(aside / "model.pt")[1].iterations == 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,7 +156,8 @@ def test_input_change_starts_afresh_naming_the_file(split, tmp_path, caplog):
     train_stage.run(clip=CLIP, model=MODEL, loss=LOSS, train=train, split="train", out_dir=out, **inputs)
     bank = np.random.default_rng(5).normal(size=(4, 64)).astype(np.float32)
     bank /= np.linalg.norm(bank, axis=1, keepdims=True)
-    write_knowledge_bank(inputs["bank"], bank, ["p"] * 4, [[0, 2], [1, 1], [2, 1], [0, 1]], {"clip_model": "hoi-tiny-rn"})
+    classes = [[0, 2], [1, 1], [2, 1], [0, 1]]
+    write_knowledge_bank(inputs["bank"], bank, ["p"] * 4, classes, {"clip_model": "hoi-tiny-rn"})
     caplog.set_level(logging.INFO)
     train_stage.run(clip=CLIP, model=MODEL, loss=LOSS, train=train, split="train", out_dir=out, **inputs)
     (line,) = [m for m in train_messages(caplog) if m.startswith("starting afresh")]

@@ -63,6 +63,7 @@ from hoi_pipeline.modeling.model import BiLevelHOIModel, build_model
 from hoi_pipeline.modeling.pairing import pair_object_labels
 from hoi_pipeline.structures import HOIAnnotations, Vocabulary
 from hoi_pipeline.training_state import (
+    LOSSES_FILE,
     MODEL_FILE,
     STATE_FILE,
     LossRecord,
@@ -269,8 +270,10 @@ def run(
             clip=clip, model=model, vocabulary=split_annotations.vocabulary, max_pairs=train.max_pairs,
             bank_embeddings=torch.from_numpy(bank_file.embeddings), seed=train.seed,
         )  # fmt: skip
-        runtime = RuntimeInfo(threads=threads, world_size=processes.world_size, device=device_description(device),
-                              torch=str(torch.__version__), deterministic=torch.are_deterministic_algorithms_enabled())  # fmt: skip
+        runtime = RuntimeInfo(
+            threads=threads, world_size=processes.world_size, device=device_description(device),
+            torch=str(torch.__version__), deterministic=torch.are_deterministic_algorithms_enabled(),
+        )  # fmt: skip
         state = new_training_state(net.to(device).train(), train, identity, runtime)
         # resume (or move another training's state aside)
         start_or_resume(state, saved, decision, out_dir=out_dir, processes=processes, iterations=train.iterations)
@@ -322,7 +325,7 @@ def run(
                   "clip_pretrained": str(bank_file.attrs.get("clip_pretrained", ""))},
         )  # fmt: skip
         save_trained_model(out_dir / MODEL_FILE, state.model, info)
-        write_loss_csv(out_dir / "losses.csv", state.history)
+        write_loss_csv(out_dir / LOSSES_FILE, state.history)
         log.info("wrote %s", out_dir / MODEL_FILE)
     if processes.distributed:
         torch_dist.barrier()
@@ -352,8 +355,9 @@ def training_identity(
         "bank": file_digest(bank),
         "weights": weights_identity(clip, model),
     }
+    weights = clip.pretrained if model.backbone_source == "clip" else model.backbone_weights
     files = {"annotations": str(annotations), "split": split, "proposals": str(proposals), "bank": str(bank),
-             "weights": str(clip.pretrained if model.backbone_source == "clip" else model.backbone_weights)}  # fmt: skip
+             "weights": str(weights)}  # fmt: skip
     return TrainingIdentity.of(sections, code=stage_code_digest(STAGE_MODULE), inputs=inputs, files=files)
 
 
@@ -408,8 +412,10 @@ def start_or_resume(
             log.info("moved %s (the model at iteration %d) to %s", out_dir / MODEL_FILE, state.iteration, aside)
         changes = state.runtime.differences(saved.runtime) if saved.runtime else []
         if changes:
-            log.warning("this run differs from the one that saved %s (%s): it continues the same training, but the "
-                        "weights will not be bit-identical to an uninterrupted run", path, "; ".join(changes))  # fmt: skip
+            log.warning(
+                "this run differs from the one that saved %s (%s): it continues the same training, but the weights "
+                "will not be bit-identical to an uninterrupted run", path, "; ".join(changes),
+            )  # fmt: skip
         return
     if saved is None:
         log.info("training from scratch (no saved state in %s)", path)
@@ -525,7 +531,9 @@ def stop_on_signal(signum: int, state: TrainingState, out_dir: Path, processes: 
 class ProgressLog:
     """A log line every `train.log_every` iterations (means since the last line) and a tqdm bar on a TTY."""
 
-    def __init__(self, start: int, stop: int, train: TrainConfig, *, processes: Processes, device: torch.device) -> None:
+    def __init__(
+        self, start: int, stop: int, train: TrainConfig, *, processes: Processes, device: torch.device
+    ) -> None:
         from tqdm import tqdm
 
         self.start, self.stop, self.total, self.every = start, stop, train.iterations, train.log_every
