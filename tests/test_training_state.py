@@ -351,3 +351,31 @@ def test_sigterm_saves_the_state_and_a_rerun_resumes_it(split, tmp_path):
     assert f"resuming from {out / STATE_FILE} at iteration {saved.iteration} of 6" in resumed.stderr
     run_training(split, tmp_path / "straight", train)
     assert_same_weights(weights(tmp_path / "straight"), weights(out))
+
+
+@pytest.mark.slow
+def test_sigterm_under_torchrun_saves_once_and_resumes(split, tmp_path):
+    """DDP on 2 CPU processes: every process and torchrun get SIGTERM (and torchrun forwards one more)."""
+    train = TrainConfig(iterations=8, batch_size=4, num_workers=0, precision="fp32", log_every=1, checkpoint_every=100)
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "hoi_pipeline", *cli_arguments(split, out, train)]  # fmt: skip
+    job = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    seen, deadline = [], time.monotonic() + 600
+    while time.monotonic() < deadline:
+        line = job.stderr.readline()
+        seen.append(line)
+        if "iter 2/8" in line or not line:
+            break
+    os.killpg(job.pid, signal.SIGTERM)
+    _, rest = job.communicate(timeout=600)
+    log_text = "".join(seen) + rest
+    assert job.returncode != 0, log_text[-3000:]
+    saved = read_saved_state(out / STATE_FILE)
+    assert 2 <= saved.iteration < 8 and saved.runtime.world_size == 2, log_text[-3000:]
+    assert log_text.count("SIGTERM: stopped after iteration") == 1  # rank 0 only
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {out / STATE_FILE} at iteration {saved.iteration} of 8" in resumed.stderr
+    _, info = load_trained_model(out / "model.pt")
+    assert info.iterations == 8 and len(read_csv(out / "losses.csv")) == 8

@@ -19,7 +19,7 @@ Reruns: last.pt is resumed only when it is the same training (settings, code and
 uninterrupted run); otherwise it is moved aside and training starts afresh. The log says which,
 and why. SIGTERM (SLURM preemption or time limit, Snakemake, torchrun) or Ctrl-C during training:
 the iteration in progress finishes, rank 0 saves the state when it is newer than the saved one, and
-the process exits with 128 + the signal number (143, 130); a rerun resumes there. A second signal
+the process exits with 128 + the signal number (143, 130); a rerun resumes there. A second Ctrl-C
 stops at once. Under torchrun (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel,
 each process takes its share of the global batch, and rank 0 writes. Images with no HOI label or
 no human-object pair are skipped (counted in the log).
@@ -486,7 +486,11 @@ def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
 
 
 class TerminationRequests:
-    """SIGTERM or SIGINT during the loop: finish the iteration in progress, then stop; a second one stops at once."""
+    """SIGTERM or SIGINT during the loop: finish the iteration in progress, then stop.
+
+    A second Ctrl-C (SIGINT) stops at once; repeated SIGTERMs do not (under SLURM + torchrun each
+    process gets one from SLURM and one forwarded by torchrun, and SIGKILL follows anyway).
+    """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -504,9 +508,9 @@ class TerminationRequests:
             signal.signal(signum, handler)
 
     def _request(self, signum: int, frame: object) -> None:
-        if self.signum is not None:
+        if self.signum is not None and signum == signal.SIGINT:
             raise SystemExit(128 + signum)
-        self.signum = signum
+        self.signum = self.signum or signum
 
     def agreed(self, processes: Processes, device: torch.device) -> bool:
         """Whether any process was asked to stop; under DDP all stop after the same iteration."""
