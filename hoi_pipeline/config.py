@@ -285,10 +285,15 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Paper: AdamW, lr 1e-5 backbone / 1e-4 rest, 60K iterations, batch 24, lr x0.1 at 12K and 24K.
+    """Paper (Sec. 4.2): AdamW, lr 1e-5 backbone / 1e-4 rest, 60K iterations, lr x0.1 at 12K and 24K,
+    "batch-size 24 in each on 4 NVIDIA 2080TI GPUs": 24 per GPU, 96 in all.
 
-    `batch_size` is the global batch (split over the GPUs under torchrun). Images are letterboxed to
-    the CLIP input size (see `hoi_pipeline/datasets/hoi_images.py`). `iterations: 0` saves the
+    `batch_size` is the global batch of one optimizer step, split over the `gpus` processes; each
+    process runs its share in micro-batches of `micro_batch_size` images and accumulates their
+    gradients (the losses are normalised by the step's image count, so the update is the same as
+    one batch: `hoi_pipeline/losses.py`). The paper's batch on one GPU: 4 micro-batches of 24; on
+    4 GPUs: one each. The schedule counts optimizer steps (iterations), whatever the split. Images
+    keep about their size (`model.input_size`, `hoi_pipeline/datasets/hoi_images.py`). `iterations: 0` saves the
     untrained initial model (a reference). A rerun resumes `checkpoints/last.pt` only when it is the
     same training (see `hoi_pipeline/training_state.py`); `deterministic: true` makes GPU runs
     reproducible bit for bit (CPU runs always use torch's deterministic kernels).
@@ -297,7 +302,8 @@ class TrainConfig:
     RUNTIME: ClassVar[tuple[str, ...]] = ("num_workers", "log_every", "checkpoint_every", "device", "gpus")
 
     iterations: int = 60000
-    batch_size: int = 24
+    batch_size: int = 96  # global batch per optimizer step (the paper: 24 per GPU x 4 GPUs)
+    micro_batch_size: int = 24  # images per forward / backward in one process (the paper's per-GPU batch)
     lr_backbone: float = 1e-5  # CLIP visual encoder (and its attention pool)
     lr_head: float = 1e-4  # everything else: bank W_T, F_E, F_K, F_P, F_B, spatial MLP, logit scale
     weight_decay: float = 1e-4  # AdamW; not applied to biases, norms and scalars
@@ -312,13 +318,13 @@ class TrainConfig:
     deterministic: bool = False  # GPU: deterministic kernels only (slower); an op without one is an error
     checkpoint_every: int = 2000  # iterations between resume checkpoints (and one at the end)
     log_every: int = 20
-    max_pairs: int = 256  # cap on human-object pairs per image (highest s_h * s_o kept)
-    flip: bool = True  # random horizontal flip (a function of seed and sample position, so resumable)
+    max_pairs: int = 256  # cap on human-object pairs per training image (highest s_h * s_o kept; not in the paper)
+    flip: bool = True  # random horizontal flip (a function of seed and sample position, so resumable; not in the paper)
 
     def __post_init__(self) -> None:
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0 (0 saves the initial model), got {self.iterations}")
-        for name in ("batch_size", "checkpoint_every", "log_every", "max_pairs"):
+        for name in ("batch_size", "micro_batch_size", "checkpoint_every", "log_every", "max_pairs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.gpus < 1:
@@ -332,6 +338,25 @@ class TrainConfig:
             raise ValueError(f"lr_gamma must be a number > 0 (the factor at each milestone), got {self.lr_gamma}")
         if list(self.lr_milestones) != sorted(self.lr_milestones):
             raise ValueError(f"lr_milestones must be increasing, got {list(self.lr_milestones)}")
+        if self.batch_size % self.gpus:
+            raise ValueError(f"batch_size {self.batch_size} must be a multiple of gpus ({self.gpus})")
+        share, micro = self.process_batch_size, self.micro_batches[0]
+        if share % micro:
+            raise ValueError(
+                f"micro_batch_size {self.micro_batch_size} must divide the {share} images each of the {self.gpus} "
+                f"process(es) takes of batch_size {self.batch_size}"
+            )
+
+    @property
+    def process_batch_size(self) -> int:
+        """Images of one optimizer step in one process."""
+        return self.batch_size // self.gpus
+
+    @property
+    def micro_batches(self) -> tuple[int, int]:
+        """(images per micro-batch, micro-batches per optimizer step) of one process."""
+        micro = min(self.micro_batch_size, self.process_batch_size)
+        return micro, self.process_batch_size // micro
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ N HOI classes, O objects.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -51,6 +52,17 @@ class LossTerms:
         values = {f.name: float(getattr(self, f.name).detach()) for f in fields(self)}
         values["total"] = float(self.total.detach())
         return values
+
+    def detached(self) -> LossTerms:
+        """The same values without their graphs (what a training step keeps after backward)."""
+        return LossTerms(*(getattr(self, f.name).detach() for f in fields(self)))
+
+    @staticmethod
+    def sum(parts: Sequence[LossTerms]) -> LossTerms:
+        """Term by term sum (micro-batches normalised by the whole step's image count add up to its losses)."""
+        if not parts:
+            raise ValueError("no loss terms to sum")
+        return LossTerms(*(sum(getattr(p, f.name) for p in parts) for f in fields(LossTerms)))
 
 
 @dataclass(frozen=True)

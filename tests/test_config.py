@@ -25,7 +25,12 @@ def test_shipped_config_loads_with_paper_defaults():
     assert {"demo", "hico_rn50", "hico_rn101"} <= set(project.runs)
     rn101 = project.run("hico_rn101")
     assert rn101.clip.model == "RN101"
-    assert rn101.train.iterations == 60000 and rn101.train.batch_size == 24
+    assert rn101.train.iterations == 60000 and rn101.train.batch_size == 96  # 24 per GPU on 4 GPUs
+    assert rn101.train.micro_batches == (24, 4)  # one GPU accumulates the paper's four per-GPU batches
+    assert rn101.model.input_size == 640 and rn101.model.global_logits == rn101.model.ktn_logits == "inner_product"
+    assert rn101.loss.relatedness_reduction == "sum" and rn101.loss.images_without_pairs == "train_global"
+    detector = project.detectors[rn101.detector]
+    assert (detector.max_detections, detector.human_score_threshold, detector.min_humans) == (100, 0.0, 0)
     assert rn101.train.lr_backbone == 1e-5 and rn101.train.lr_head == 1e-4
     assert rn101.train.lr_milestones == (12000, 24000)
     assert rn101.infer.gamma == 2.8

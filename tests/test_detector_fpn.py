@@ -103,7 +103,7 @@ def test_exp8_baseline_trains_and_reloads(v2_weights, tmp_path):
     torch.set_num_threads(1)
     split = make_split(tmp_path / "split", num_images=4)
     model = ModelConfig(backbone_source="coco_detector_fpn", backbone_weights=str(v2_weights), hidden_dim=16,
-                        spatial_dim=8, use_hoi_recognition=False, use_knowledge_transfer=False)  # fmt: skip
+                        spatial_dim=8, use_hoi_recognition=False, use_knowledge_transfer=False, input_size=64)  # fmt: skip
     train = TrainConfig(iterations=2, batch_size=2, num_workers=0, precision="fp32", lr_backbone=1e-3, lr_head=1e-3)
     train_stage.run(clip=CLIP, model=model, loss=LossConfig(use_relatedness_loss=False), train=train,
                     split="train", out_dir=tmp_path / "run", **split)  # fmt: skip

@@ -91,7 +91,7 @@ def test_exp10_fpn_backbone_with_roberta_bank_trains(roberta_split, tmp_path):
     weights = tmp_path / "detector.pth"
     save_random_detector(fasterrcnn_resnet50_fpn_v2, weights)
     model = ModelConfig(backbone_source="coco_detector_fpn", backbone_weights=str(weights), bank_source="roberta",
-                        hidden_dim=16, spatial_dim=8)  # fmt: skip
+                        hidden_dim=16, spatial_dim=8, input_size=64)  # fmt: skip
     train = TrainConfig(iterations=2, batch_size=2, num_workers=0, precision="fp32")
     train_stage.run(clip=CLIP, model=model, loss=LossConfig(relatedness_warmup=1), train=train, split="train",
                     out_dir=tmp_path / "run", **split)  # fmt: skip

@@ -39,7 +39,7 @@ VOCAB = Vocabulary(
     non_rare=[1, 2, 3],
 )
 CLIP = ClipConfig(model="hoi-tiny-rn", pretrained=None, image_size=64)
-MODEL = ModelConfig(hidden_dim=16, spatial_dim=8)
+MODEL = ModelConfig(input_size=64, hidden_dim=16, spatial_dim=8)
 LOSS = LossConfig(relatedness_warmup=1)
 PRE = Preprocessing(64, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 
@@ -189,6 +189,78 @@ def test_seeded_batches_are_a_function_of_seed_and_iteration():
     assert [pieces[2 * i] + pieces[2 * i + 1] for i in range(3)] == list(single)
     with pytest.raises(ValueError, match="micro_batch_size 3 does not divide"):
         SeededBatchSampler([1], batch_size=4, seed=0, start=0, stop=1, micro_batch_size=3)
+
+
+# --------------------------------------------------------------------------------------------
+# gradient accumulation
+
+
+def accumulation_setup(split: dict[str, Path]):
+    """A tiny model, two copies, and four training images whose batches all pad to 64 x 64 (sides 39 to 64 px),
+    so that padding is the same in any split (a batch is padded to its largest image)."""
+    import copy
+
+    annotations = load_annotations(split["annotations"], "train")
+    dataset = HOIImageDataset.from_split(annotations, images=split["images"], proposals=split["proposals"],
+                                         preprocessing=PRE)  # fmt: skip
+    samples = [dataset[(i, i % 2 == 1)] for i in range(4)]
+    assert all(collate_samples([s]).images.shape[-2:] == (64, 64) for s in samples)
+    torch.manual_seed(0)
+    net, _ = train_stage.prepare_model(clip=CLIP, model=MODEL, vocabulary=annotations.vocabulary, max_pairs=256,
+                                       seed=0, bank_embeddings=torch.randn(annotations.vocabulary.num_classes, 64))  # fmt: skip
+    net.train()
+    return net, copy.deepcopy(net), samples
+
+
+@pytest.mark.parametrize("grad_clip", [0.0, 0.05])
+def test_gradient_accumulation_equals_one_large_batch(split, grad_clip):
+    """k micro-batches accumulated give the update of one batch of k times the size (losses per step's images)."""
+    whole_net, micro_net, samples = accumulation_setup(split)
+    step = {"scaler": torch.amp.GradScaler("cuda", enabled=False), "loss_config": LOSS, "iteration": 5,
+            "grad_clip": grad_clip, "device": torch.device("cpu"), "precision": "fp32"}  # fmt: skip
+    whole_sgd = torch.optim.SGD(whole_net.parameters(), lr=0.5)  # SGD: an update proportional to the gradient
+    micro_sgd = torch.optim.SGD(micro_net.parameters(), lr=0.5)
+    whole = train_stage.train_step(whole_net, collate_samples(samples), optimizer=whole_sgd, **step)
+    micro = train_stage.train_step(micro_net, [collate_samples(samples[:2]), collate_samples(samples[2:])],
+                                   optimizer=micro_sgd, **step)  # fmt: skip
+    assert whole.relatedness.item() > 0  # every term is in play
+    for name in ("image", "pair", "relatedness", "total"):
+        assert micro.as_floats()[name] == pytest.approx(whole.as_floats()[name], rel=1e-5), name
+    moved = 0
+    for (name, a), b in zip(whole_net.named_parameters(), micro_net.parameters()):
+        if a.grad is not None:
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-7, msg=name)
+            moved += int(a.grad.abs().sum() > 0)
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-7, msg=name)
+    assert moved > 10
+    # one micro-batch of the two without the step's normalizer would not give the same gradient
+    alone_net, _, _ = accumulation_setup(split)
+    train_stage.train_step(alone_net, [collate_samples(samples[:2])], optimizer=torch.optim.SGD(alone_net.parameters(),
+                           lr=0.5), **step)  # fmt: skip
+    assert not torch.allclose(alone_net.pairwise.f_p[2].weight.grad, whole_net.pairwise.f_p[2].weight.grad)
+
+
+def test_training_accumulates_micro_batches(split, tmp_path):
+    """The stage with micro-batches of 1 trains the weights a batch of 2 does (same images, same steps)."""
+    common = {"iterations": 2, "batch_size": 2, "num_workers": 0, "precision": "fp32", "flip": False}
+    run_training(split, tmp_path / "whole", TrainConfig(**common))
+    run_training(split, tmp_path / "micro", TrainConfig(**common, micro_batch_size=1))
+    a = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "micro" / "model.pt", weights_only=True)["state_dict"]
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-3, atol=1e-5, msg=key)
+    assert [r["loss_total"] for r in read_csv(tmp_path / "whole" / "losses.csv")] == pytest.approx(
+        [r["loss_total"] for r in read_csv(tmp_path / "micro" / "losses.csv")])  # fmt: skip
+
+
+def test_batch_settings_are_checked():
+    assert TrainConfig().batch_size == 96 and TrainConfig().micro_batches == (24, 4)  # the paper's 24 x 4
+    assert TrainConfig(gpus=4).micro_batches == (24, 1)
+    assert TrainConfig(batch_size=8).micro_batches == (8, 1)
+    with pytest.raises(ValueError, match="micro_batch_size 5 must divide the 96"):
+        TrainConfig(micro_batch_size=5)
+    with pytest.raises(ValueError, match="multiple of gpus"):
+        TrainConfig(batch_size=10, gpus=4)
 
 
 # --------------------------------------------------------------------------------------------

@@ -197,7 +197,7 @@ def test_identity_ignores_runtime_keys_and_the_target():
     runtime = TrainConfig(num_workers=0, log_every=1, checkpoint_every=3, device="cpu", gpus=4, iterations=7)
     assert identity(runtime) == base and identity(runtime).differences(base) == []
     assert identity(TrainConfig(seed=3, batch_size=8)).differences(base) == [
-        "settings differ (train.batch_size: 24 -> 8, train.seed: 0 -> 3)"
+        "settings differ (train.batch_size: 96 -> 8, train.seed: 0 -> 3)"
     ]
     assert identity(TrainConfig(deterministic=True)).differences(base) == [
         "settings differ (train.deterministic: False -> True)"

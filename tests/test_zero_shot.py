@@ -35,7 +35,7 @@ VOCAB = Vocabulary(
     rare=[0],
     non_rare=[1, 2, 3, 4],
 )
-ZERO_SHOT = ModelConfig(kind="clip_zero_shot")
+ZERO_SHOT = ModelConfig(kind="clip_zero_shot", input_size=64)
 ABL1_INFER = InferConfig(num_workers=0, top_k=0, **PRESETS["abl1"].overrides["infer"])
 
 

@@ -1,4 +1,4 @@
-"""Stage `train`: the bi-level model from image-level labels (paper Sec. 4.3 and 5.1).
+"""Stage `train`: the bi-level model from image-level labels (paper Sec. 3.3 and 4.2).
 
 Inputs: the split's annotations (image-level labels only are used: the HOI classes, verbs and
 objects named in an image), its images, the detect stage's proposals HDF5 and the knowledge bank.
@@ -10,8 +10,10 @@ Outputs in `out_dir`:
     checkpoints/superseded/<UTC time>/   last.pt, losses.csv and model.pt of an earlier, different training
 
 Optimisation (paper): AdamW, lr 1e-5 for the CLIP visual encoder and 1e-4 for everything else,
-x0.1 at 12K and 24K iterations, 60K iterations at batch 24; gradient norm clipping; bf16/fp16
-autocast on CUDA. `train.iterations: 0` saves the initial model. The data order and flips are a
+x0.1 at 12K and 24K iterations, 60K iterations at a batch of 96 (24 on each of 4 GPUs); gradient norm
+clipping; bf16/fp16 autocast on CUDA. One iteration is one optimizer step over `train.batch_size`
+images: each process accumulates the gradients of its share in micro-batches of
+`train.micro_batch_size` (`train_step`), so one GPU reproduces the paper's batch. `train.iterations: 0` saves the initial model. The data order and flips are a
 function of (seed, iteration) (`SeededBatchSampler`) and every RNG state is checkpointed.
 
 Reruns: last.pt is resumed only when it is the same training (settings, code and inputs, see
@@ -21,12 +23,15 @@ and why. SIGTERM (SLURM preemption or time limit, Snakemake, torchrun) or Ctrl-C
 the iteration in progress finishes, rank 0 saves the state when it is newer than the saved one, and
 the process exits with 128 + the signal number (143, 130); a rerun resumes there. A second Ctrl-C
 stops at once. Under torchrun (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel,
-each process takes its share of the global batch, and rank 0 writes. Images with no HOI label or
-no human-object pair are skipped (counted in the log).
+each process takes its share of the global batch, and rank 0 writes. Images with no HOI label are
+skipped; images whose proposals make no human-object pair train the global branch (L_g) unless
+`loss.images_without_pairs: skip` or the model has no HOI recognition (counted in the log).
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import os
 import random
@@ -34,8 +39,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -81,6 +88,7 @@ from hoi_pipeline.training_state import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STAGE_MODULE = "hoi_pipeline.stages.train"  # whose code digest identifies a training
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -158,7 +166,7 @@ def prepare_model(
         from hoi_pipeline.modeling.clip_loading import clip_image_size, clip_mean_std, load_clip
 
         clip_model = load_clip(clip, "cpu")
-        size = clip.image_size or clip_image_size(clip_model)
+        size = model.input_size or clip.image_size or clip_image_size(clip_model)
         mean, std = clip_mean_std(clip_model)
         net = build_model(
             clip=clip, model=model, vocabulary=vocabulary, bank_embeddings=bank_embeddings,
@@ -166,7 +174,7 @@ def prepare_model(
         )  # fmt: skip
         del clip_model  # the text tower is not needed
     else:
-        size, mean, std = clip.image_size or DEFAULT_NON_CLIP_SIZE, IMAGENET_MEAN, IMAGENET_STD
+        size, mean, std = model.input_size or clip.image_size or DEFAULT_NON_CLIP_SIZE, IMAGENET_MEAN, IMAGENET_STD
         net = build_model(
             clip=clip, model=model, vocabulary=vocabulary, bank_embeddings=bank_embeddings,
             max_pairs=max_pairs, seed=seed,
@@ -201,7 +209,7 @@ def parameter_counts(model: BiLevelHOIModel) -> dict[str, int]:
 
 def train_step(
     model: nn.Module,
-    batch: HOIBatch,
+    batches: HOIBatch | Sequence[HOIBatch],
     *,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
@@ -211,20 +219,37 @@ def train_step(
     device: torch.device,
     precision: str,
 ) -> LossTerms:
-    """Forward, losses, backward and an optimizer step on one batch (already on `device`)."""
-    with autocast(device, precision):
-        output = model(batch.images, batch.boxes, batch.labels, batch.scores, batch.image_sizes)
-    pair_objects = pair_object_labels(output.pairs, output.pair_image, batch.labels)
-    terms = compute_losses(output, batch.targets, pair_objects, loss_config, iteration)
+    """One optimizer step over the micro-batches of an iteration (or one batch): forward, losses and
+    backward per micro-batch, gradients accumulated, then clipping and the step.
+
+    Every micro-batch's losses are divided by the step's image count (`compute_losses(normalizer=)`),
+    so the accumulated gradient and the returned terms (summed over the micro-batches) are those of
+    one batch of all the images. Under DistributedDataParallel the gradients are reduced once, with
+    the last micro-batch. Batches move to `device` one at a time.
+    """
+    parts = [batches] if isinstance(batches, HOIBatch) else list(batches)
+    images = sum(len(part) for part in parts)
     optimizer.zero_grad(set_to_none=True)
-    if terms.total.requires_grad:
-        scaler.scale(terms.total).backward()
+    totals: list[LossTerms] = []
+    for number, part in enumerate(parts):
+        part = part.to(device, non_blocking=True)
+        last = number == len(parts) - 1
+        sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+        with sync:
+            with autocast(device, precision):
+                output = model(part.images, part.boxes, part.labels, part.scores, part.image_sizes)
+            pair_objects = pair_object_labels(output.pairs, output.pair_image, part.labels)
+            terms = compute_losses(output, part.targets, pair_objects, loss_config, iteration, normalizer=images)
+            if terms.total.requires_grad:
+                scaler.scale(terms.total).backward()
+        totals.append(terms.detached())
+    if any(p.grad is not None for group in optimizer.param_groups for p in group["params"]):
         if grad_clip > 0:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
         scaler.step(optimizer)
         scaler.update()
-    return terms
+    return LossTerms.sum(totals)
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,7 +303,8 @@ def run(
         # resume (or move another training's state aside)
         start_or_resume(state, saved, decision, out_dir=out_dir, processes=processes, iterations=train.iterations)
         saved_at = state.iteration if decision.resume else None
-        dataset, indices = training_dataset(split_annotations, annotations, images, proposals, preprocessing)
+        include = loss.images_without_pairs == "train_global" and model.use_hoi_recognition  # L_g needs no pair
+        dataset, indices = training_dataset(split_annotations, annotations, images, proposals, preprocessing, include)
         stop = train.iterations if max_steps is None else min(train.iterations, state.iteration + max_steps)
         loss_config = effective_loss_config(loss, model.use_hoi_recognition)
 
@@ -288,10 +314,11 @@ def run(
                                          processes=processes, device=device)  # fmt: skip
                 trainer = wrap_distributed(state.model, processes, device)
                 progress = ProgressLog(state.iteration, stop, train, processes=processes, device=device)
-                for iteration, batch in zip(range(state.iteration, stop), loader):
+                steps = grouped(loader, loader.batch_sampler.steps_per_iteration)  # each iteration's micro-batches
+                for iteration, batches in zip(range(state.iteration, stop), steps):
                     # step
                     terms = train_step(
-                        trainer, batch.to(device, non_blocking=True), optimizer=state.optimizer, scaler=state.scaler,
+                        trainer, batches, optimizer=state.optimizer, scaler=state.scaler,
                         loss_config=loss_config, iteration=iteration, grad_clip=train.grad_clip, device=device,
                         precision=train.precision,
                     )  # fmt: skip
@@ -429,19 +456,26 @@ def start_or_resume(
 
 
 def training_dataset(
-    split_annotations: HOIAnnotations, annotations: Path, images: Path, proposals: Path, preprocessing: Preprocessing
+    split_annotations: HOIAnnotations,
+    annotations: Path,
+    images: Path,
+    proposals: Path,
+    preprocessing: Preprocessing,
+    include_without_pairs: bool = True,
 ) -> tuple[HOIImageDataset, list[int]]:
-    """The split's images and the indices of those that can train (an HOI label and a human-object pair)."""
+    """The split's images and the indices of those that train: an HOI label, and a human-object pair
+    unless `include_without_pairs` (such images still train L_g)."""
     dataset = HOIImageDataset.from_split(
         split_annotations, images=images, proposals=proposals, preprocessing=preprocessing
     )
-    indices, skipped = dataset.training_indices()
+    indices, counts = dataset.training_indices(include_without_pairs)
     log.info(
-        "%d of %d training images used; skipped %d without an HOI label and %d without a human-object pair",
-        len(indices), len(dataset), skipped["no_hoi_label"], skipped["no_human_pair"],
+        "%d of %d training images used; skipped %d without an HOI label; %d without a human-object pair %s",
+        len(indices), len(dataset), counts["no_hoi_label"], counts["no_human_pair"],
+        "train the global branch only" if include_without_pairs else "skipped",
     )  # fmt: skip
     if not indices:
-        raise ValueError(f"{annotations}: no training image has both an HOI label and a human-object proposal pair")
+        raise ValueError(f"{annotations}: no training image has an HOI label (and a human-object proposal pair)")
     return dataset, indices
 
 
@@ -455,16 +489,24 @@ def training_loader(
     processes: Processes,
     device: torch.device,
 ) -> DataLoader:
-    """Batches of iterations [start, stop), this process's share; workers leave SIGTERM to the main process."""
+    """Micro-batches of iterations [start, stop) (`steps_per_iteration` of its sampler each), this process's
+    share; workers leave SIGTERM to the main process."""
     sampler = SeededBatchSampler(
         indices, batch_size=train.batch_size, seed=train.seed, start=start, stop=stop, flip=train.flip,
-        rank=processes.rank, world_size=processes.world_size,
+        rank=processes.rank, world_size=processes.world_size, micro_batch_size=train.micro_batch_size,
     )  # fmt: skip
     return DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate_samples, num_workers=train.num_workers,
         pin_memory=device.type == "cuda", worker_init_fn=_ignore_termination,
         generator=torch.Generator().manual_seed(train.seed),  # worker seeds never draw from the global RNG
     )  # fmt: skip
+
+
+def grouped(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of `size` items (the last may be shorter)."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def _ignore_termination(worker_id: int) -> None:
