@@ -19,10 +19,12 @@ Rows (HICO-DET test, Default setting, CLIP RN50; the paper's numbers are stored 
 - Table 3 (appendix B, CLIP knowledge integration): `abl1` (CLIP zero-shot scores of the union
   crop, nothing trained), Abl 2 = Exp 8, `abl3` (Exp 8's trained model with Abl 1's scores at
   inference, made by the enhance-with-clip stage), `abl4` (GEN-VLKT-style transfer: not implemented,
-  its paper numbers only). The workflow does not run Table 3 rows yet (`ABLATIONS` leaves them out):
-  Abl 1 needs a training of 0 iterations and Abl 3 the enhance-with-clip stage in place of training.
-- Not in the paper: single-component removals from the full model and the paper-literal model,
-  marked as such in the tables.
+  its paper numbers only). The workflow runs Abl 1 (its training has 0 iterations: the stage saves
+  the zero-shot model); not Abl 3 yet, whose model.pt comes from the enhance-with-clip stage in
+  place of training (`ABLATIONS` leaves it out).
+- Not in the paper: single-component removals from the full model, other KTN queries and top-K,
+  and `paper_literal`, the full model with every training addition the paper does not state
+  switched off (`PAPER_LITERAL`, the README's "Deviations from the paper"), marked as such.
 
 The switch columns come from the config a row runs with (`row_switches`), and a test checks that each
 preset's overrides give the switches its paper row states.
@@ -71,6 +73,7 @@ class AblationPreset:
     switches: RowSwitches  # as the paper's table states them (checked against the overrides by a test)
     overrides: Mapping[str, Mapping[str, Any]] | None = field(default_factory=dict)  # None: not implemented
     paper: PaperResult | None = None  # None: not in the paper
+    workflow: bool = True  # run by the workflow as `{run}/ablations/{name}` (Abl 3 is made by another stage)
 
     @property
     def in_paper(self) -> bool:
@@ -251,7 +254,7 @@ TABLE5: tuple[AblationPreset, ...] = tuple(
 
 # ------------------------------------------------------------------------------------------------
 # Table 3 (appendix B): CLIP knowledge integration strategies. Abl 2 is Exp 8 (TABLE_LAYOUT), "ours"
-# the full model. Not in ABLATIONS: the workflow does not run these rows yet (see the module docstring).
+# the full model. Abl 3 is not in ABLATIONS (its model is made by the enhance-with-clip stage).
 _EXP8 = next(p for p in TABLE2 if p.name == "exp8")
 TABLE3: tuple[AblationPreset, ...] = (
     AblationPreset(
@@ -268,6 +271,7 @@ TABLE3: tuple[AblationPreset, ...] = (
         _row(backbone="RN50-FPN (COCO) + CLIP RN50 zero-shot", bank=NO, hoi=NO, ktn=NO, fusion=NO, src=NO),
         _merged(dict(_EXP8.overrides), {"model": {"kind": "clip_enhanced"}, "infer": {"pair_normalization": "sigmoid"}}),
         PaperResult(20.56, 18.19, 21.27),
+        workflow=False,
     ),
     AblationPreset(
         "abl4", "Table 3", "Abl 4", "RN50-FPN (COCO) + F_P HOI prompt init. + CLIP visual regularization "
@@ -329,9 +333,9 @@ EXTRA: tuple[AblationPreset, ...] = (
 )  # fmt: skip
 
 PRESETS: dict[str, AblationPreset] = {p.name: p for p in (*TABLE2, *TABLE4, *TABLE5, *TABLE3, *EXTRA)}
-# the presets the workflow runs as `{run}/ablations/{name}` (Table 3 rows are not run yet)
+# the presets the workflow runs as `{run}/ablations/{name}`
 ABLATIONS: dict[str, Mapping[str, Mapping[str, Any]]] = {
-    p.name: p.overrides for p in (*TABLE2, *TABLE4, *TABLE5, *EXTRA) if p.overrides is not None
+    name: p.overrides for name, p in PRESETS.items() if p.overrides is not None and p.workflow
 }
 
 # how the paper lays its tables out: (preset, row label in that table); `full_model` is the run itself

@@ -270,7 +270,9 @@ def check_forward_backward(model, *, expect_global: bool):
 
 
 # presets on a CLIP backbone (the torchvision backbone: test_detector_backbone_loads_and_trains)
-CLIP_PRESETS = sorted(name for name, o in ABLATIONS.items() if o["model"]["backbone_source"] == "clip")
+CLIP_PRESETS = sorted(
+    name for name, o in ABLATIONS.items() if o["model"].get("backbone_source", "clip") == "clip" and "kind" not in o["model"]
+)  # the zero-shot model (Abl 1): tests/test_zero_shot.py
 
 
 @pytest.mark.parametrize("name", CLIP_PRESETS)
@@ -395,8 +397,7 @@ def test_each_preset_builds_its_paper_row():
         assert preset.in_paper == (preset.table != "not in the paper"), name
         if not preset.implemented:  # Table 3 Abl 4: the paper's numbers only
             continue
-        sections = {key: value for key, value in preset.overrides.items() if key != "train"}  # Abl 1 trains 0 steps
-        run = with_overrides(twisted, sections)
+        run = with_overrides(twisted, dict(preset.overrides))
         assert row_switches(run) == preset.switches, name
     assert row_switches(RunConfig(dataset="d", detector="x")) == FULL_MODEL.switches  # the defaults: the full model
 
