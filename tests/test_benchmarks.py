@@ -1,0 +1,43 @@
+"""`benchmarks/run_all.py --quick`: every stage's benchmark runs and lands in one table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RUN_ALL = Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py"
+STAGES = ("input", "detect", "embed", "train", "infer", "evaluate")
+
+
+@pytest.mark.slow
+def test_run_all_quick_on_the_cpu_writes_one_table_with_a_row_per_stage(tmp_path):
+    done = subprocess.run([sys.executable, str(RUN_ALL), "--device", "cpu", "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = (tmp_path / "cpu-quick.md").read_text()
+    assert table in done.stdout
+    lines = [line for line in table.splitlines() if line.startswith("| ")][1:]  # rows after the header
+    assert {line.split("|")[1].strip().split(" ")[0] for line in lines} == set(STAGES)
+    rows = json.loads((tmp_path / "cpu-quick.json").read_text())
+    assert [row["error"] for row in rows if row["error"]] == []
+    for row in rows:
+        assert row["images_per_s"] > 0 and row["device"]
+    assert {row["stage"] for row in rows if row["peak_mib"]} >= {"detect", "embed", "train", "infer"}
+
+
+def test_a_failing_case_becomes_its_rows_error_and_the_table_still_comes(monkeypatch):
+    """A case whose function raises: its row says so; the command still writes the table."""
+    spec = importlib.util.spec_from_file_location("run_all", RUN_ALL)
+    run_all = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "run_all", run_all)  # dataclasses look their module up there
+    spec.loader.exec_module(run_all)
+    case = run_all.Case("embed", "bench_embed", "measure_embed", {"model": "no-such-model", "device": "cpu"})
+    (row,) = run_all.run_case(case)
+    assert row["stage"] == "embed" and "no-such-model" in row["error"] and row["images_per_s"] is None
+    table = run_all.markdown([row], ["# t"])
+    assert "**failed**" in table and "no-such-model" in table
