@@ -122,15 +122,16 @@ def run_case_here(case: dict) -> int:
     return 0
 
 
-def run_case(case: Case) -> list[dict]:
-    """The parent's side: the case's rows, or one row holding its error."""
+def run_case(case: Case, timeout_s: float | None = None) -> list[dict]:
+    """The parent's side: the case's rows, or one row holding its error (`timeout_s`: at most the case's)."""
+    timeout_s = case.timeout_s if timeout_s is None else min(timeout_s, case.timeout_s)
     payload = json.dumps({"module": case.module, "function": case.function, "kwargs": case.kwargs})
     command = [sys.executable, str(Path(__file__).resolve()), "--case", payload]
     started = time.perf_counter()
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=case.timeout_s, check=False)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
-        error = f"timed out after {case.timeout_s:.0f} s"
+        error = f"timed out after {timeout_s:.0f} s"
     else:
         for line in reversed(done.stdout.splitlines()):
             if line.startswith(RESULT_MARKER):
@@ -194,28 +195,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny models and few images (what the tests run)")
     parser.add_argument("--only", nargs="+", choices=STAGES, default=None, help="only these stages")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder of the table (.md) and rows (.json)")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="stop starting cases after this many seconds (default: 480 on CUDA, none on the CPU)")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: one case, in a child process
     args = parser.parse_args(argv)
     if args.case is not None:
         return run_case_here(json.loads(args.case))
 
     selected = [case for case in cases(args.device, args.quick) if args.only is None or case.stage in args.only]
+    budget = args.budget_s if args.budget_s is not None else (480.0 if args.device.startswith("cuda") else None)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = args.device.split(":")[0] + ("-quick" if args.quick else "")
+    header = environment(args.device)
+    started = time.perf_counter()
     rows: list[dict] = []
     for case in selected:
+        left = None if budget is None else budget - (time.perf_counter() - started)
+        if left is not None and left < 10:
+            rows.append(error_row(case.stage, case.describe(), f"not run: the time budget of {budget:.0f} s is spent"))
+            continue
         print(f"[run_all] {case.stage}: {case.describe()}", file=sys.stderr, flush=True)
-        found = run_case(case)
+        found = run_case(case, left)
         for row in found:
             print(f"[run_all]   {row['error'] or number(row['images_per_s']) + ' ' + row['unit']}", file=sys.stderr,
                   flush=True)  # fmt: skip
         rows += found
-    table = markdown(rows, environment(args.device))
-    print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = args.device.split(":")[0] + ("-quick" if args.quick else "")
-    (args.out / f"{name}.md").write_text(table)
-    (args.out / f"{name}.json").write_text(json.dumps(rows, indent=1) + "\n")
+        write_table(args.out, name, rows, header)  # after every case: a run cut short keeps what it measured
+    write_table(args.out, name, rows, header)
+    print(markdown(rows, header))
     print(f"[run_all] wrote {args.out / (name + '.md')}", file=sys.stderr)
     return 0
+
+
+def write_table(out: Path, name: str, rows: list[dict], header: list[str]) -> None:
+    from hoi_pipeline.artifacts import atomic_path
+
+    for suffix, text in ((".md", markdown(rows, header)), (".json", json.dumps(rows, indent=1) + "\n")):
+        with atomic_path(out / (name + suffix)) as tmp:
+            Path(tmp).write_text(text)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def test_run_all_quick_on_the_cpu_writes_one_table_with_a_row_per_stage(tmp_path
     assert done.returncode == 0, done.stderr[-3000:]
     table = (tmp_path / "cpu-quick.md").read_text()
     assert table in done.stdout
-    lines = [line for line in table.splitlines() if line.startswith("| ")][1:]  # rows after the header
+    lines = [line for line in table.splitlines() if line.startswith("|")][2:]  # rows after header and rule
     assert {line.split("|")[1].strip().split(" ")[0] for line in lines} == set(STAGES)
     rows = json.loads((tmp_path / "cpu-quick.json").read_text())
     assert [row["error"] for row in rows if row["error"]] == []
