@@ -78,6 +78,14 @@ def peak_memory_mib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def current_memory_mib(device: torch.device) -> float:
+    """CUDA: memory tensors hold now; CPU: this process's resident set now (Linux /proc)."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
+
+
 def hico_sized_vocabulary(
     num_verbs: int = 117, num_objects: int = 80, num_classes: int = 600, seed: int = 0
 ) -> Vocabulary:
