@@ -12,8 +12,9 @@ read from files through the stages' own loaders (no downloads); see each `bench_
 
 Rows: the input pipeline alone (decode + resize + normalise of 640 x 480 JPEGs, per core and
 through DataLoader workers), detect (torchvision Faster R-CNN builders), embed (the CLIP text
-tower on 600 prompts), train (one optimiser step at 224, 448 and 640 pixels), infer (the stage's
-loop) and evaluate (the HICO-DET test set, one core).
+tower on 600 prompts), train (one optimiser step at 224, 448 and 640 pixels), pairs (the pair
+branch's RoI pooling, time and memory per 1,000 RoIs), infer (the stage's loop) and evaluate (the
+HICO-DET test set, one core).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 
 RESULT_MARKER = "RUN_ALL_RESULT "
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
-STAGES = ("input", "detect", "embed", "train", "infer", "evaluate")
+STAGES = ("input", "detect", "embed", "train", "pairs", "infer", "evaluate")
 # UPT / SCG's limits: the most proposals an image keeps (15 humans, 15 objects): 435 pairs, 256 after the cap
 HUMANS, OBJECTS = 15, 15
 
@@ -63,6 +64,8 @@ def cases(device: str, quick: bool) -> list[Case]:
             Case("train", "bench_train", "measure_train", {"model": ["hoi-tiny-rn"], "image_size": 224,
                  "batch_size": 2, "iterations": 1, "humans": 2, "objects": 4, "hidden_dim": 128, "spatial_dim": 32,
                  "device": device}),
+            Case("pairs", "bench_pairs", "measure_pairs", {"variant": "projected", "model": "hoi-tiny-rn",
+                 "device": device, "images": 1, "rois": 8}),
             Case("infer", "bench_infer", "measure_infer", {"clip_model": "hoi-tiny-rn", "device": device,
                  "batch_size": 2, "images": 4, "num_workers": 0}),
             Case("evaluate", "bench_evaluate", "measure_evaluate", {"num_images": 300}),
@@ -85,6 +88,10 @@ def cases(device: str, quick: bool) -> list[Case]:
                  "iterations": 1, "humans": HUMANS, "objects": OBJECTS, "device": "cpu"})
             for size in (224, 448, 640)
         ] + [
+            Case("pairs", "bench_pairs", "measure_pairs", {"variant": variant, "model": "RN50", "device": "cpu",
+                 "images": 2, "rois": 32})
+            for variant in ("projected", "grid")
+        ] + [
             Case("infer", "bench_infer", "measure_infer", {"clip_model": "RN50", "device": "cpu", "batch_size": 4,
                  "images": 8, "humans": HUMANS, "objects": OBJECTS, "num_workers": 1, "image_size": 640}),
             Case("evaluate", "bench_evaluate", "measure_evaluate", {"repeat": 3}),
@@ -102,6 +109,12 @@ def cases(device: str, quick: bool) -> list[Case]:
              "image_size": size, "iterations": 3, "humans": HUMANS, "objects": OBJECTS, "device": device,
              "precision": "bf16"}, timeout_s=150)
         for size in (224, 448, 640)
+    ] + [
+        # the pair branch at training scale (96 images x 286 RoIs: 30 proposals + 256 pairs) and at a few RoIs
+        Case("pairs", "bench_pairs", "measure_pairs", {"variant": variant, "model": "RN50", "device": device,
+             "images": images, "rois": rois}, timeout_s=60)
+        for images, rois in ((96, 286), (16, 8))
+        for variant in ("projected", "grid")
     ] + [
         Case("infer", "bench_infer", "measure_infer", {"clip_model": "RN50", "device": device, "batch_size": 16,
              "images": 512, "humans": HUMANS, "objects": OBJECTS, "num_workers": 8, "image_size": 640}, timeout_s=120),
