@@ -111,7 +111,9 @@ def photo_like(width: int, height: int, rng: np.random.Generator) -> Image.Image
     return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
 
 
-def write_jpegs(folder: Path, count: int, width: int = HICO_WIDTH, height: int = HICO_HEIGHT, seed: int = 0) -> list[str]:
+def write_jpegs(
+    folder: Path, count: int, width: int = HICO_WIDTH, height: int = HICO_HEIGHT, seed: int = 0
+) -> list[str]:
     """`count` photo-like JPEGs (quality 90) in `folder`; returns their file names."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)

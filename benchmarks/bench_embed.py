@@ -53,7 +53,8 @@ def measure_embed(*, model: str = "RN50", device: str = "cpu", annotations: Path
     return Measurement(
         "embed", f"{model} text tower, random init from a file, {len(prompts)} prompts ({source})",
         device_name(torch_device), images_per_s=len(prompts) / encode_seconds, unit="prompts/s",
-        s_per_iteration=encode_seconds * embed_prompts.BATCH_SIZE / len(prompts), peak_mib=peak_memory_mib(torch_device),
+        s_per_iteration=encode_seconds * embed_prompts.BATCH_SIZE / len(prompts),
+        peak_mib=peak_memory_mib(torch_device),
         details={"stage s (model loading included)": round(stage_seconds, 2)},
     )  # fmt: skip
 

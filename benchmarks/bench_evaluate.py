@@ -104,7 +104,8 @@ def measure_evaluate(
         annotation_file, source = hicodet_test_annotations(annotations, work, num_images)
         split = load_annotations(annotation_file)
         detections = build_detections(split, per_image, keep, seed)
-        write_detections(work / "detections.h5", detections, attrs={"source": "benchmarks/bench_evaluate.py", "seed": seed})
+        attrs = {"source": "benchmarks/bench_evaluate.py", "seed": seed}
+        write_detections(work / "detections.h5", detections, attrs=attrs)
         times = [time_cli(annotation_file, work / "detections.h5", work / "results") for _ in range(repeat)]
     best = min(times)
     return Measurement(

@@ -146,7 +146,7 @@ def measure_steps(*, variant: str, size: int = 640, repeat: int = 50, root: Path
             if decode == "device":
                 raise ValueError("device decode has no CPU steps")
             paths = [folder / name for name in names]
-            read_ms = _cpu_ms(lambda i: read_resized(paths[i % len(paths)], size, decode), repeat)  # type: ignore[arg-type]
+            read_ms = _cpu_ms(lambda i: read_resized(paths[i % len(paths)], size, decode), repeat)  # type: ignore
             image = read_resized(paths[0], size, decode).pixels  # type: ignore[arg-type]
             sizes = torch.tensor([image.shape[-2:]])
             norm_ms = _cpu_ms(lambda i: normalise_batch(image[None], sizes, MEAN, STD), repeat)
@@ -154,7 +154,8 @@ def measure_steps(*, variant: str, size: int = 640, repeat: int = 50, root: Path
         torch.set_num_threads(threads)
     total = read_ms + (norm_ms if variant == "pil-worker-normalise" else 0.0)
     return Measurement(
-        "input (one image, one core)", f"{variant}, longer side {size}", "cpu (1 thread)",
+        "input", f"{variant}, longer side {size}, one image at a time in one thread (no DataLoader)",
+        "cpu (1 thread)",
         images_per_s=1000.0 / total, s_per_iteration=None,
         details={"decode+resize ms": round(read_ms, 2), "normalise ms": round(norm_ms, 2),
                  "normalised in": "worker" if variant == "pil-worker-normalise" else "main process / device"},

@@ -61,7 +61,8 @@ def clip_attention_pool(model: str) -> torch.nn.Module:
         raise ValueError(f"--model: '{model}' is not an open_clip ResNet")
     vision = config["vision_cfg"]
     width = vision["width"] * 32  # C4
-    return AttentionPool2d(vision["image_size"] // 32, width, width // vision.get("head_width", 64), config["embed_dim"])
+    heads = width // vision.get("head_width", 64)
+    return AttentionPool2d(vision["image_size"] // 32, width, heads, config["embed_dim"])
 
 
 def pool_rois(variant: str, pool: torch.nn.Module, layer4: torch.Tensor, rois: torch.Tensor, roi_size: int = 7):
@@ -107,7 +108,7 @@ def measure_pairs(
     added = images * (many - few) / 1000
     used_precision = precision if torch_device.type == "cuda" else "fp32"
     return Measurement(
-        "pair branch (RoI pooling)", f"{variant}, {model}, {images} images x {rois} RoIs at {width}x{height}, "
+        "pairs", f"RoI pooling {variant}, {model}, {images} images x {rois} RoIs at {width}x{height}, "
         f"{used_precision}, forward + backward", device_name(torch_device),
         images_per_s=images / many_s, s_per_iteration=many_s, peak_mib=many_mib,
         details={"ms per 1,000 RoIs": round((many_s - few_s) * 1000 / added, 1) if added else None,

@@ -22,8 +22,8 @@ def random_proposals(generator: torch.Generator):
 def loop_pairs(counts, labels, scores, max_pairs):
     pairs, images, start = [], [], 0
     for b, count in enumerate(counts.tolist()):
-        found = enumerate_pairs(labels[start : start + count], 0, None if scores is None else scores[start : start + count],
-                                max_pairs)  # fmt: skip
+        image_scores = None if scores is None else scores[start : start + count]
+        found = enumerate_pairs(labels[start : start + count], 0, image_scores, max_pairs)
         pairs.append(found)
         images.append(torch.full((len(found),), b, dtype=torch.int64))
         start += count

@@ -176,7 +176,9 @@ class LowPrecisionRoIAlign(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, features, rois, output_size: int, spatial_scale: float, sampling_ratio: int):  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx, features: torch.Tensor, rois: torch.Tensor, output_size: int, spatial_scale: float, sampling_ratio: int
+    ) -> torch.Tensor:
         full, boxes = features.float(), rois.float()  # (B, C, H, W), (K, 5)
         channels = features.shape[1]
         grids = features.new_empty((boxes.shape[0], channels, output_size, output_size))  # (K, C, R, R)
