@@ -101,7 +101,7 @@ class DetectorConfig:
     and 3 to 15 humans and 3 to 15 objects kept per image (the top 3 even below the threshold).
     """
 
-    RUNTIME: ClassVar[tuple[str, ...]] = ("batch_size", "num_workers", "device")
+    RUNTIME: ClassVar[tuple[str, ...]] = ("batch_size", "num_workers", "device", "shards")
 
     backend: Literal["torchvision", "detectron2", "precomputed"] = "torchvision"
     model: str = "fasterrcnn_resnet50_fpn_v2"  # a torchvision Faster R-CNN builder (COCO box AP 46.7)
@@ -128,8 +128,12 @@ class DetectorConfig:
     on_bad_image: Literal["error", "skip"] = "error"
     # precomputed backend: true lets images of the split that the detections json lacks go without detections
     allow_missing_images: bool = False
+    # jobs that split a split's images (one job each, then one merge into the same file; hoi_pipeline/shards.py)
+    shards: int = 1
 
     def __post_init__(self) -> None:
+        if self.shards < 1:
+            raise ValueError(f"shards must be >= 1, got {self.shards}")
         for name in ("detector_score_threshold", "human_score_threshold", "object_score_threshold", "nms_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: {getattr(self, name)} is not in [0, 1]")
@@ -305,7 +309,7 @@ class TrainConfig:
 class InferConfig:
     """Score fusion (paper Eq. 3) and output size; a switched-off factor counts as 1 (ablations)."""
 
-    RUNTIME: ClassVar[tuple[str, ...]] = ("batch_size", "num_workers", "device")
+    RUNTIME: ClassVar[tuple[str, ...]] = ("batch_size", "num_workers", "device", "shards")
 
     gamma: float = 2.8  # exponent of the detection score (s_h * s_o) ** gamma, paper value
     use_global_score: bool = True  # sigmoid(s_g[a, c_o])
@@ -321,8 +325,12 @@ class InferConfig:
     num_workers: int = 2
     device: str = "auto"
     precision: Literal["fp32", "fp16", "bf16"] = "bf16"
+    # jobs that split a split's images (one job each, then one merge into the same file; hoi_pipeline/shards.py)
+    shards: int = 1
 
     def __post_init__(self) -> None:
+        if self.shards < 1:
+            raise ValueError(f"shards must be >= 1, got {self.shards}")
         if not (math.isfinite(self.gamma) and self.gamma >= 0):
             raise ValueError(f"gamma must be a number >= 0, got {self.gamma}")
         if self.top_k < 0:

@@ -387,7 +387,7 @@ class Workflow:
         if stage == "init_clip":
             return {"model_name": w["model"], "seed": 0}
         if stage == "detect":
-            return {"split": w["split"], "images": self.files(w["dataset"], w["split"])["images"]}
+            return {"split": w["split"], "images": self.files(w["dataset"], w["split"])["images"], **_shard_value(w)}
         run = self._job_run(w)
         dataset = self.run(run).dataset
         if stage == "embed_prompts":
@@ -396,7 +396,7 @@ class Workflow:
             split = self.split(run, "train")
             return {"split": split, "images": self.files(dataset, split)["images"], "out_dir": training_dir(self.training_of(run))}
         if stage == "infer":
-            return {"split": w["split"], "images": self.files(dataset, w["split"])["images"]}
+            return {"split": w["split"], "images": self.files(dataset, w["split"])["images"], **_shard_value(w)}
         if stage == "evaluate":
             return {"split": self.split(run, "test"), "out_dir": run_dir(run)}
         if stage == "summarize":
@@ -430,6 +430,12 @@ class Workflow:
         return {key: path, f"{key}_files": extra}
 
     def _inputs(self, stage: str, w: dict[str, str]) -> dict[str, Any]:
+        if stage == "merge_shards":  # proposals of a dataset split, or a run's detections
+            prefix, count = (
+                (f"results/proposals/{w['dataset']}/{w['detector']}/{w['split']}", self.project.detectors[w["detector"]].shards)
+                if "detector" in w else (f"{run_dir(w['run'])}/detections_{w['split']}", self.run(w["run"]).infer.shards)
+            )  # fmt: skip
+            return {"shards": [f"{prefix}.shards/{i}-of-{count}.h5" for i in range(count)]}
         if stage == "detect":
             files = self.files(w["dataset"], w["split"])
             detector = self.project.detectors[w["detector"]]
@@ -553,6 +559,41 @@ class Workflow:
             return f"--{dest} = {_value_text(str(self.values(stage, wildcards).get(dest)))}"
 
         return param
+
+
+    # ------------------------------------------------------------------------- cluster requests
+    def job_request(self, stage: str, wildcards: Mapping[str, str]) -> Any:
+        """What a job of `stage` asks a cluster for (`hoi_pipeline.resources`): GPUs, CPUs, memory, time."""
+        from hoi_pipeline import resources as res
+
+        w = _plain(wildcards)
+        if stage == "generate_demo":
+            synthetic = self.project.datasets[w["dataset"]].synthetic
+            return res.generate_demo_job(synthetic.num_train + synthetic.num_val + synthetic.num_test)
+        if stage == "detect":
+            images = res.split_images(self.project.datasets[w["dataset"]], w["split"])
+            return res.detect_job(self.project.detectors[w["detector"]], images, int(w.get("shards", 1)))
+        if stage == "merge_shards":
+            dataset = w["dataset"] if "dataset" in w else self.run(w["run"]).dataset
+            return res.merge_job(res.split_images(self.project.datasets[dataset], w["split"]))
+        if stage in ("train", "embed_prompts", "infer", "evaluate", "figures"):
+            run = self._job_run(w)
+            cfg = self.run(run)
+            if stage == "train":
+                return res.train_job(cfg)
+            if stage == "embed_prompts":
+                return res.embed_prompts_job(bank_clip(cfg))
+            split = w.get("split") or self.split(run, "test")
+            images = res.split_images(self.project.datasets[cfg.dataset], split)
+            if stage == "infer":
+                return res.infer_job(cfg, images, int(w.get("shards", 1)))
+            return res.evaluate_job(images)
+        return res.small_job()
+
+
+def _shard_value(wildcards: Mapping[str, str]) -> dict[str, str]:
+    """The `shard` option of a shard job (`{shard}-of-{shards}` in its output path)."""
+    return {"shard": f"{wildcards['shard']}/{wildcards['shards']}"} if "shard" in wildcards else {}
 
 
 # --------------------------------------------------------------------------------------------

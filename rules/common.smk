@@ -5,11 +5,15 @@
 #   input:  unpack(stage_inputs("train"))      the stage's input files for the job's wildcards
 #   params: **stage_params("train")            `command` (the CLI call) + one rerun trigger per setting and source file
 #   shell:  STAGE_SHELL                        runs `{params.command}`, output to the job's log
+# and asks a cluster for what the job's work needs (hoi_pipeline/resources.py: GPUs only where a network runs
+# on one; CPUs, memory and time from the run's settings and the split's size; partitions from HOI_SLURM_*):
+#   threads: stage_threads("train")    resources: **stage_resources("train")
 import re
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from hoi_pipeline import resources as res
 from hoi_pipeline import workflow as wf
 from hoi_pipeline.config import ConfigError
 
@@ -55,3 +59,25 @@ def stage_params(stage):
         "command": lambda wildcards, input, output: WF.command(stage, wildcards, input, output),
         **WF.rerun_params(stage),
     }
+
+
+def on_slurm():
+    """Jobs go to SLURM (or this is one): requests are then cut to the partition's largest node."""
+    plugin = workflow.executor_plugin
+    return plugin is not None and plugin.name in ("slurm", "slurm-jobstep")
+
+
+def stage_resources(stage):
+    """A rule's resources (`**stage_resources(...)`): gpu, cpus_per_task, mem_mb, runtime, partition, account."""
+    return res.snakemake_resources(lambda wildcards: WF.job_request(stage, wildcards), on_slurm)
+
+
+def stage_threads(stage):
+    return res.job_threads(lambda wildcards: WF.job_request(stage, wildcards), on_slurm)
+
+
+# sharded work (detector.shards, infer.shards > 1): shard jobs, then a merge job writes the one file
+SHARDED_DETECTORS = _alternatives([d for d, cfg in PROJECT.detectors.items() if cfg.shards > 1])
+UNSHARDED_DETECTORS = _alternatives([d for d, cfg in PROJECT.detectors.items() if cfg.shards == 1])
+SHARDED_RUNS = _alternatives([r for r, cfg in RUNS.items() if cfg.infer.shards > 1])
+UNSHARDED_RUNS = _alternatives([r for r, cfg in RUNS.items() if cfg.infer.shards == 1])

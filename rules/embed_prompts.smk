@@ -9,6 +9,9 @@ rule embed_prompts:
         out="results/shared/banks/{bank}/knowledge_bank.h5",
     params:
         **stage_params("embed_prompts"),
+    threads: stage_threads("embed_prompts")
+    resources:
+        **stage_resources("embed_prompts"),
     log:
         "results/logs/embed_prompts/{bank}.log",
     benchmark:
@@ -22,6 +25,9 @@ rule embed_prompts:
 rule bank_settings:
     output:
         "results/shared/banks/{bank}/settings.yaml",
+    threads: stage_threads("settings")
+    resources:
+        **stage_resources("settings"),
     log:
         "results/logs/bank_settings/{bank}.log",
     localrule: True

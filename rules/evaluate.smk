@@ -10,6 +10,9 @@ rule evaluate:
         table="results/{run}/table.md",
     params:
         **stage_params("evaluate"),
+    threads: stage_threads("evaluate")
+    resources:
+        **stage_resources("evaluate"),
     log:
         "results/logs/evaluate/{run}.log",
     benchmark:

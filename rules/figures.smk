@@ -70,6 +70,9 @@ rule figures:
         provenance_json="results/{run}/figures/provenance.json",
     params:
         **stage_params("figures"),
+    threads: stage_threads("figures")
+    resources:
+        **stage_resources("figures"),
     log:
         "results/logs/figures/{run}.log",
     benchmark:

@@ -13,6 +13,9 @@ rule generate_demo:
         **stage_params("generate_demo"),
     wildcard_constraints:
         dataset=_alternatives(SYNTHETIC_FAMILIES["hicodet"]),
+    threads: stage_threads("generate_demo")
+    resources:
+        **stage_resources("generate_demo"),
     log:
         "results/logs/generate_demo/{dataset}.log",
     benchmark:
@@ -28,6 +31,9 @@ rule init_clip:
         out="results/models/{model}_random-init.pt",
     params:
         **stage_params("init_clip"),
+    threads: stage_threads("init_clip")
+    resources:
+        **stage_resources("init_clip"),
     log:
         "results/logs/init_clip/{model}.log",
     benchmark:
@@ -49,6 +55,9 @@ rule generate_demo_vcoco:
         **stage_params("generate_demo"),
     wildcard_constraints:
         dataset=_alternatives(SYNTHETIC_FAMILIES["vcoco"]),
+    threads: stage_threads("generate_demo")
+    resources:
+        **stage_resources("generate_demo"),
     log:
         "results/logs/generate_demo/{dataset}.log",
     benchmark:

@@ -11,6 +11,9 @@ rule ablations:
         **stage_params("summarize"),
     wildcard_constraints:
         run=_alternatives(PROJECT.runs),
+    threads: stage_threads("summarize")
+    resources:
+        **stage_resources("summarize"),
     log:
         "results/logs/ablations/{run}.log",
     benchmark:

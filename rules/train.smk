@@ -11,9 +11,9 @@ rule train:
         losses="results/shared/train/{training}/losses.csv",
     params:
         **stage_params("train"),
-    threads: 2
+    threads: stage_threads("train")
     resources:
-        gpu=lambda w: RUNS[WF.trainings[w.training]].train.gpus,
+        **stage_resources("train"),
     log:
         "results/logs/train/{training}.log",
     benchmark:
@@ -27,6 +27,9 @@ rule train:
 rule training_settings:
     output:
         "results/shared/train/{training}/settings.yaml",
+    threads: stage_threads("settings")
+    resources:
+        **stage_resources("settings"),
     log:
         "results/logs/training_settings/{training}.log",
     localrule: True
@@ -44,6 +47,9 @@ rule link_training:
         bank="results/{run}/knowledge_bank.h5",
     params:
         **WF.rerun_params("train"),  # the run's training settings: a dry run names the key that changed
+    threads: stage_threads("settings")
+    resources:
+        **stage_resources("settings"),
     log:
         "results/logs/link_training/{run}.log",
     localrule: True

@@ -7,6 +7,8 @@ end. Every image of the annotation file gets an entry, in its order; an image wi
 gets an empty one. With `detector.on_bad_image: skip` an unreadable image gets an empty entry too
 and is named in the file's `skipped_images` dataset, which training and inference read to leave
 out exactly these images (`hoi_pipeline.datasets.hoi_images`).
+With `shard`, only that shard's block of the images (`hoi_pipeline.shards`); `merge_shards`
+joins the blocks.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from hoi_pipeline.artifacts import refuse_overwriting_inputs, write_proposals
-from hoi_pipeline.config import DetectorConfig, to_dict
+from hoi_pipeline.config import DetectorConfig
 from hoi_pipeline.datasets import load_annotations
 from hoi_pipeline.detection.postprocess import PostprocessSettings
+from hoi_pipeline.shards import Shard, recorded_config
 from hoi_pipeline.structures import Proposals
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,7 @@ def run(
     images: Path,
     detections: Path | None,
     out: Path,
+    shard: Shard | None = None,
 ) -> None:
     refuse_overwriting_inputs([out], [annotations, detections])
     data = load_annotations(annotations, split)
@@ -39,6 +43,9 @@ def run(
     filenames = data.filenames
     if len(set(filenames)) != len(filenames):
         raise ValueError(f"{annotations}: the split lists some image filenames twice")
+    if shard is not None:
+        filenames = shard.select(list(filenames))
+        log.info("shard %s: images %d to %d of %d", shard, *shard.bounds(len(data.filenames)), len(data.filenames))
     skipped: list[str] = []
     if detector.backend == "precomputed":
         from hoi_pipeline.detection.precomputed import import_precomputed
@@ -46,10 +53,10 @@ def run(
         if detections is None:
             raise ValueError("detector.backend 'precomputed' needs the detections json (--detections FILE)")
         imported = import_precomputed(
-            detections, filenames, objects, settings=PostprocessSettings.from_config(detector),
+            detections, data.filenames, objects, settings=PostprocessSettings.from_config(detector),
             allow_missing=detector.allow_missing_images,
-        )  # fmt: skip
-        proposals = imported.proposals
+        )  # the whole split, so that other shards' images are not reported as strangers to it
+        proposals = imported.proposals if shard is None else shard.select(imported.proposals)
         identity = {"backend": "precomputed", "model": "", "weights": imported.weights}
     else:
         from hoi_pipeline.detection import build_proposal_extractor
@@ -74,11 +81,12 @@ def run(
     attrs = {
         "stage": "detect",
         **identity,
-        "config": to_dict(detector),
+        "config": recorded_config(detector),
         "objects": list(objects),
         "person": data.vocabulary.person,
         "split": split,
         "annotations": str(annotations),
+        **(shard.attrs() if shard is not None else {}),
     }
     write_proposals(out, proposals, attrs, skipped=skipped)
     log_summary(out, proposals, data.vocabulary.person)

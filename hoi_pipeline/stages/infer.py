@@ -17,6 +17,8 @@ Boxes come from the proposals file by index, never from the model's (resized) in
 in the coordinates of the original images. An image whose proposals hold no human has no pairs and
 so no tuples; it keeps its (empty) row range. So does an image the detect stage skipped as
 unreadable (`detector.on_bad_image: skip`): it is not read, and the file's `skipped_images` lists it.
+With `shard`, only that shard's block of the images (`hoi_pipeline.shards`); `merge_shards`
+joins the blocks.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ import torch
 from tqdm import tqdm
 
 from hoi_pipeline.artifacts import file_digest, refuse_overwriting_inputs, write_detections
-from hoi_pipeline.config import InferConfig, to_dict
+from hoi_pipeline.config import InferConfig
 from hoi_pipeline.devices import autocast, resolve_device
 from hoi_pipeline.scoring import FACTOR_NAMES, fuse_scores, select_top_k
+from hoi_pipeline.shards import Shard, recorded_config
 from hoi_pipeline.structures import HOIDetections, ModelOutput, Proposals, Vocabulary
 
 if TYPE_CHECKING:  # the dataset module is imported when a stage runs, not on import
@@ -187,7 +190,7 @@ def detection_attrs(
         "checkpoint": str(checkpoint),
         "checkpoint_digest": file_digest(checkpoint),
         "checkpoint_iterations": iterations,
-        "infer": to_dict(infer),
+        "infer": recorded_config(infer),
         "classes": {"verbs": vocabulary.num_verbs, "objects": vocabulary.num_objects, "hoi": vocabulary.num_classes},
     }
 
@@ -214,6 +217,7 @@ def run(
     proposals: Path,
     checkpoint: Path,
     out: Path,
+    shard: Shard | None = None,
 ) -> None:
     """Detections of every image of `split` (the annotation file gives the image list and the classes)."""
     from hoi_pipeline.checkpoints import load_trained_model
@@ -226,9 +230,10 @@ def run(
     data = load_annotations(annotations, split)
     model, info = load_trained_model(checkpoint, device)
     check_vocabulary(data.vocabulary, info.vocabulary, Path(annotations), Path(checkpoint))
+    filenames = list(data.filenames) if shard is None else shard.select(list(data.filenames))
     dataset = HOIImageDataset(
         images=images,
-        filenames=data.filenames,
+        filenames=filenames,
         proposals=proposals,
         vocabulary=data.vocabulary,
         preprocessing=info.preprocessing,
@@ -245,7 +250,8 @@ def run(
         infer=infer, vocabulary=data.vocabulary, split=split, annotations=Path(annotations),
         proposals=Path(proposals), checkpoint=Path(checkpoint), iterations=info.iterations,
     )  # fmt: skip
-    write_detections(out, detections, attrs, skipped=sorted(dataset.skipped_images))
+    write_detections(out, detections, {**attrs, **(shard.attrs() if shard is not None else {})},
+                     skipped=sorted(dataset.skipped_images))
     log_summary(Path(out), detections, seconds)
     log.info("infer: done in %.1f s", time.perf_counter() - start)
 

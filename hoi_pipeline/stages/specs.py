@@ -99,6 +99,16 @@ IMAGES = _value("images", "folder of the split's images")
 PROPOSALS = _input("proposals", "proposals HDF5 of the split (detect stage)")
 
 
+def _shard(text: str) -> object:
+    from hoi_pipeline.shards import Shard
+
+    return Shard.parse(text)
+
+
+SHARD = _value("shard", "I/N: only block I of N of the split's images (merge-shards joins the blocks)", type=_shard,
+               default=None)
+
+
 def _split(default: str) -> Option:
     return _value("split", "split name (for files holding several splits)", type=str, default=default)
 
@@ -125,6 +135,7 @@ STAGES: tuple[StageSpec, ...] = (
         options=(
             ANNOTATIONS, _split("test"), IMAGES,
             _input("detections", "detections json (precomputed backend)", default=None),
+            SHARD,
             _output("out", "proposals HDF5 to write"),
         ),
     ),
@@ -150,7 +161,16 @@ STAGES: tuple[StageSpec, ...] = (
         options=(
             ANNOTATIONS, _split("test"), IMAGES, PROPOSALS,
             _input("checkpoint", "trained model (model.pt)"),
+            SHARD,
             _output("out", "detections HDF5 to write"),
+        ),
+    ),
+    StageSpec(
+        "merge-shards", "hoi_pipeline.stages.merge_shards",
+        "join the shard files of a sharded detect or infer into the file one job would have written",
+        options=(
+            _input("shards", "the shard files (any order)", nargs="+"),
+            _output("out", "HDF5 to write"),
         ),
     ),
     StageSpec(
