@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import inspect
 import json
 import subprocess
 import sys
@@ -41,3 +43,20 @@ def test_a_failing_case_becomes_its_rows_error_and_the_table_still_comes(monkeyp
     assert row["stage"] == "embed" and "no-such-model" in row["error"] and row["images_per_s"] is None
     table = run_all.markdown([row], ["# t"])
     assert "**failed**" in table and "no-such-model" in table
+
+
+@pytest.mark.parametrize(("device", "quick"), [("cuda", False), ("cpu", False), ("cpu", True)])
+def test_every_case_calls_its_function_with_keywords_it_takes(monkeypatch, device, quick):
+    """The GPU path cannot run here: at least its cases name real functions and their real keywords."""
+    monkeypatch.syspath_prepend(str(RUN_ALL.parent))
+    run_all = importlib.import_module("run_all")
+    bench_train = importlib.import_module("bench_train")
+    options = vars(bench_train.build_parser().parse_args([]))
+    cases = run_all.cases(device, quick)
+    assert {case.stage for case in cases} == set(STAGES)
+    for case in cases:
+        function = getattr(importlib.import_module(case.module), case.function)
+        if case.module == "bench_train":  # keywords are the command line's options
+            assert set(case.kwargs) - {"batch_sizes"} <= set(options), case
+        else:
+            inspect.signature(function).bind(**case.kwargs)
