@@ -4,8 +4,8 @@
   needed to rebuild and feed the model - the resolved config sections (clip, model, loss, train), the
   vocabulary as plain lists, the image preprocessing, and the identity of the knowledge bank used.
   `load_trained_model(path, device)` returns the ready model (eval mode) and a `TrainedModelInfo`.
-- `checkpoints/last.pt` (resume state): model, optimizer, lr scheduler, grad scaler, iteration, the RNG
-  states of python / numpy / torch (as tensors), the loss history and the resolved config.
+- `checkpoints/last.pt` (resume state): written and read by `hoi_pipeline.training_state`, with
+  `save_file` / `load_file` below.
 
 Only tensors, dicts, lists, strings and numbers are stored, so no file can run code when loaded.
 """
@@ -15,10 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +30,6 @@ from hoi_pipeline.structures import Vocabulary
 log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "hoi-pipeline-model"
-STATE_FORMAT = "hoi-pipeline-train-state"
 FORMAT_VERSION = 1
 
 
@@ -64,38 +61,6 @@ def vocabulary_from_dict(data: dict) -> Vocabulary:
     )
 
 
-def rng_states() -> dict[str, Any]:
-    """Python, numpy and torch (CPU and CUDA) RNG states as tensors."""
-    version, python_state, gauss = random.getstate()
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    states: dict[str, Any] = {
-        "python": torch.tensor(python_state, dtype=torch.int64),
-        "python_version": version,
-        "python_gauss": gauss,
-        "numpy": torch.from_numpy(keys.astype(np.int64)),
-        "numpy_pos": int(pos),
-        "numpy_has_gauss": int(has_gauss),
-        "numpy_cached": float(cached),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        states["cuda"] = [state.cpu() for state in torch.cuda.get_rng_state_all()]
-    return states
-
-
-def restore_rng_states(states: dict[str, Any]) -> None:
-    random.setstate(
-        (states["python_version"], tuple(int(v) for v in states["python"].tolist()), states["python_gauss"])
-    )
-    np.random.set_state(
-        ("MT19937", states["numpy"].numpy().astype(np.uint32), states["numpy_pos"], states["numpy_has_gauss"],
-         states["numpy_cached"])
-    )  # fmt: skip
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
 def unwrap(model: nn.Module) -> nn.Module:
     """The model inside a DistributedDataParallel wrapper (or the model itself)."""
     return model.module if hasattr(model, "module") else model
@@ -107,7 +72,8 @@ def save_file(path: str | os.PathLike, payload: dict) -> None:
         torch.save(payload, tmp)
 
 
-def load_file(path: str | os.PathLike, expected_format: str) -> dict:
+def load_file(path: str | os.PathLike, expected_format: str, max_version: int = FORMAT_VERSION) -> dict:
+    """A checkpoint of `expected_format` (format version <= `max_version`); one-line ValueErrors otherwise."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
@@ -124,8 +90,9 @@ def load_file(path: str | os.PathLike, expected_format: str) -> dict:
     if not isinstance(payload, dict) or payload.get("format") != expected_format:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"{path}: expected a '{expected_format}' file, found '{found}'")
-    if payload.get("version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{path}: format version {payload['version']} is newer than this code ({FORMAT_VERSION})")
+    version = payload.get("version", 0)
+    if not isinstance(version, int) or version > max_version:
+        raise ValueError(f"{path}: format version {version!r} is not one this code reads (1 to {max_version})")
     return payload
 
 
@@ -211,15 +178,3 @@ def load_trained_model(
     except RuntimeError as error:
         raise ValueError(f"{path}: weights do not fit the stored model config ({str(error)[:1000]})") from error
     return model.to(device).eval(), info
-
-
-# --------------------------------------------------------------------------------------------
-# resume state (checkpoints/last.pt)
-
-
-def save_training_state(path: str | os.PathLike, **state: Any) -> None:
-    save_file(path, {"format": STATE_FORMAT, "version": FORMAT_VERSION, **state})
-
-
-def load_training_state(path: str | os.PathLike) -> dict:
-    return load_file(path, STATE_FORMAT)

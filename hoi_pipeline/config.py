@@ -265,7 +265,10 @@ class TrainConfig:
     """Paper: AdamW, lr 1e-5 backbone / 1e-4 rest, 60K iterations, batch 24, lr x0.1 at 12K and 24K.
 
     `batch_size` is the global batch (split over the GPUs under torchrun). Images are letterboxed to
-    the CLIP input size (see `hoi_pipeline/datasets/hoi_images.py`).
+    the CLIP input size (see `hoi_pipeline/datasets/hoi_images.py`). `iterations: 0` saves the
+    untrained initial model (a reference). A rerun resumes `checkpoints/last.pt` only when it is the
+    same training (see `hoi_pipeline/training_state.py`); `deterministic: true` makes GPU runs
+    reproducible bit for bit (CPU runs always use torch's deterministic kernels).
     """
 
     RUNTIME: ClassVar[tuple[str, ...]] = ("num_workers", "log_every", "checkpoint_every", "device", "gpus")
@@ -283,17 +286,23 @@ class TrainConfig:
     gpus: int = 1  # > 1: the train rule launches torchrun with this many processes (DDP, batch_size split)
     num_workers: int = 4
     seed: int = 0
+    deterministic: bool = False  # GPU: deterministic kernels only (slower); an op without one is an error
     checkpoint_every: int = 2000  # iterations between resume checkpoints (and one at the end)
     log_every: int = 20
     max_pairs: int = 256  # cap on human-object pairs per image (highest s_h * s_o kept)
     flip: bool = True  # random horizontal flip (a function of seed and sample position, so resumable)
 
     def __post_init__(self) -> None:
-        for name in ("iterations", "batch_size", "checkpoint_every", "log_every", "max_pairs"):
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0 (0 saves the initial model), got {self.iterations}")
+        for name in ("batch_size", "checkpoint_every", "log_every", "max_pairs", "gpus"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_workers < 0 or self.grad_clip < 0:
-            raise ValueError("num_workers and grad_clip must be >= 0")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        for name in ("lr_backbone", "lr_head", "weight_decay", "lr_gamma", "grad_clip"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if list(self.lr_milestones) != sorted(self.lr_milestones):
             raise ValueError(f"lr_milestones must be increasing, got {list(self.lr_milestones)}")
         if self.gpus < 1:

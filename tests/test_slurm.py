@@ -149,14 +149,17 @@ def test_multi_gpu_training_is_one_job_and_resumes_after_a_requeue(demo_on_slurm
     ddp = write_yaml(workdir / "ddp.yaml", {"runs": {"demo_ddp": run}})
     target = "results/demo_ddp/train/model.pt"
     process = snakemake_on_slurm(workdir, env, "--configfile", "config.yaml", "reduced.yaml", str(ddp), "--", target)
+    # the run's training lives at its address under results/shared/train/ (beside the demo's own training)
+    earlier = set(workdir.glob("results/shared/train/*/checkpoints/last.pt"))
     try:
-        checkpoint = workdir / "results/demo_ddp/train/checkpoints/last.pt"
         deadline = time.monotonic() + RUN_TIMEOUT
-        while not checkpoint.exists():
+        while not (new := set(workdir.glob("results/shared/train/*/checkpoints/last.pt")) - earlier):
             assert process.poll() is None, f"finished before its first checkpoint:\n{log_tail(workdir)}"
             assert time.monotonic() < deadline, log_tail(workdir)
             time.sleep(1)
-        (job,) = slurm_jobs(env, workdir).query("Comment == 'rule_train_wildcards_demo_ddp'")["JobId"]
+        (checkpoint,) = new
+        training = checkpoint.parent.parent.name
+        (job,) = slurm_jobs(env, workdir).query(f"Comment == 'rule_train_wildcards_{training}'")["JobId"]
         # a preemption with PreemptMode=REQUEUE: the job is killed and queued again under its id
         subprocess.run(["scontrol", "requeue", job], env=env, check=True)
         release_now(job, env)
@@ -164,13 +167,13 @@ def test_multi_gpu_training_is_one_job_and_resumes_after_a_requeue(demo_on_slurm
     finally:
         stop(process)
 
-    (train,) = slurm_jobs(env, workdir).query("Comment == 'rule_train_wildcards_demo_ddp'").itertuples()
+    (train,) = slurm_jobs(env, workdir).query(f"Comment == 'rule_train_wildcards_{training}'").itertuples()
     assert train.TresPerJob == "gres:gpu:2"  # one job, two GPUs (fake ones here: CUDA_VISIBLE_DEVICES
     # is set but there is no CUDA, so torchrun's two processes train on the CPU)
     assert train.Restarts == "1" and train.JobState == "COMPLETED"
     node_cpus = int(subprocess.run(["sinfo", "-h", "-o", "%c"], env=env, capture_output=True, text=True).stdout.split()[0])
     assert int(train.NumCPUs) == min(6, node_cpus)  # asks 2 x (2 workers + 1); cut to the node, not pending forever
-    train_log = (workdir / "results/logs/train/demo_ddp.log").read_text()
+    train_log = (workdir / f"results/logs/train/{training}.log").read_text()
     assert "over 2 process(es)" in train_log  # torchrun started two processes
-    assert "resumed from results/demo_ddp/train/checkpoints/last.pt at iteration" in train_log
+    assert re.search(rf"resum\w+ from results/shared/train/{training}/checkpoints/last.pt at iteration", train_log)
     assert (workdir / target).is_file()

@@ -4,28 +4,36 @@ Inputs: the split's annotations (image-level labels only are used: the HOI class
 objects named in an image), its images, the detect stage's proposals HDF5 and the knowledge bank.
 Outputs in `out_dir`:
 
-    checkpoints/last.pt   resume state every `train.checkpoint_every` iterations and at the end
     model.pt              trained weights + what inference needs (`hoi_pipeline.checkpoints`)
-    losses.csv            iteration, loss_image, loss_pair, loss_relatedness, loss_total, lr_backbone, lr_head
+    losses.csv            one row per iteration, the fields of `training_state.LossRecord`
+    checkpoints/last.pt   the `TrainingState`: every `train.checkpoint_every` iterations, at the end, on SIGTERM
+    checkpoints/superseded/<UTC time>/   last.pt, losses.csv and model.pt of an earlier, different training
 
 Optimisation (paper): AdamW, lr 1e-5 for the CLIP visual encoder and 1e-4 for everything else,
 x0.1 at 12K and 24K iterations, 60K iterations at batch 24; gradient norm clipping; bf16/fp16
-autocast on CUDA. The data order and flips are a function of (seed, iteration) (`SeededBatchSampler`)
-and every RNG state is checkpointed, so a rerun after an interruption resumes from last.pt and ends
-with the weights of an uninterrupted run. Under torchrun (WORLD_SIZE > 1) the model is wrapped in
-DistributedDataParallel, each process takes its share of the global batch, and rank 0 writes.
-Images with no HOI label or no human-object pair are skipped (counted in the log).
+autocast on CUDA. `train.iterations: 0` saves the initial model. The data order and flips are a
+function of (seed, iteration) (`SeededBatchSampler`) and every RNG state is checkpointed.
+
+Reruns: last.pt is resumed only when it is the same training (settings, code and inputs, see
+`hoi_pipeline/training_state.py`, which also says when a resume is bit-identical to an
+uninterrupted run); otherwise it is moved aside and training starts afresh. The log says which,
+and why. SIGTERM (SLURM preemption or time limit, Snakemake, torchrun) or Ctrl-C during training:
+the iteration in progress finishes, rank 0 saves the state when it is newer than the saved one, and
+the process exits with 128 + the signal number (143, 130); a rerun resumes there. A second Ctrl-C
+stops at once. Under torchrun (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel,
+each process takes its share of the global batch, and rank 0 writes. Images with no HOI label or
+no human-object pair are skipped (counted in the log).
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import random
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,18 +43,11 @@ import torch.distributed as torch_dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from hoi_pipeline.artifacts import atomic_path, file_digest
-from hoi_pipeline.checkpoints import (
-    TrainedModelInfo,
-    load_training_state,
-    restore_rng_states,
-    rng_states,
-    save_trained_model,
-    save_training_state,
-)
 from hoi_pipeline import devices
+from hoi_pipeline.artifacts import file_digest
+from hoi_pipeline.checkpoints import TrainedModelInfo, save_trained_model
+from hoi_pipeline.code_version import stage_code_digest
 from hoi_pipeline.config import ClipConfig, LossConfig, ModelConfig, TrainConfig, to_dict
-from hoi_pipeline.devices import autocast
 from hoi_pipeline.datasets import load_annotations
 from hoi_pipeline.datasets.hoi_images import (
     HOIBatch,
@@ -55,17 +56,33 @@ from hoi_pipeline.datasets.hoi_images import (
     SeededBatchSampler,
     collate_samples,
 )
+from hoi_pipeline.devices import autocast
 from hoi_pipeline.knowledge_bank_file import load_knowledge_bank
 from hoi_pipeline.losses import LossTerms, compute_losses, effective_loss_config
 from hoi_pipeline.modeling.model import BiLevelHOIModel, build_model
 from hoi_pipeline.modeling.pairing import pair_object_labels
-from hoi_pipeline.structures import Vocabulary
+from hoi_pipeline.structures import HOIAnnotations, Vocabulary
+from hoi_pipeline.training_state import (
+    LOSSES_FILE,
+    MODEL_FILE,
+    STATE_FILE,
+    LossRecord,
+    ResumeDecision,
+    RuntimeInfo,
+    SavedState,
+    TrainingIdentity,
+    TrainingState,
+    decide_resume,
+    device_description,
+    move_aside,
+    read_saved_state,
+    reproducible_kernels,
+    write_loss_csv,
+)
 
 log = logging.getLogger(__name__)
 
-HISTORY_COLUMNS = ("iteration", "loss_image", "loss_pair", "loss_relatedness", "loss_total", "lr_backbone", "lr_head")
-# settings that change how a run executes, not what it computes: a resume ignores them
-RUNTIME_TRAIN_KEYS = ("num_workers", "log_every", "checkpoint_every", "device")
+STAGE_MODULE = "hoi_pipeline.stages.train"  # whose code digest identifies a training
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_NON_CLIP_SIZE = 224
@@ -228,7 +245,7 @@ def run(
     out_dir: Path,
     max_steps: int | None = None,
 ) -> None:
-    """Train (or resume) and write `out_dir`/model.pt, checkpoints/last.pt and losses.csv.
+    """Train (or resume the same training) and write `out_dir`/model.pt, checkpoints/last.pt and losses.csv.
 
     `max_steps`: stop after this many iterations in this call, leaving only the resume state (for
     time-limited jobs and the resume test); the next call continues.
@@ -236,25 +253,185 @@ def run(
     out_dir = Path(out_dir)
     processes = init_processes()
     device = resolve_device(train.device, processes)
-    seed_everything(train.seed)
-
     split_annotations = load_annotations(annotations, split)
-    vocabulary = split_annotations.vocabulary
     bank_file = load_knowledge_bank(bank)
-    bank_file.check_vocabulary(vocabulary, str(bank))
+    bank_file.check_vocabulary(split_annotations.vocabulary, str(bank))
     _check_bank_model(bank_file.attrs, clip, model, bank)
-    net, preprocessing = prepare_model(
-        clip=clip,
-        model=model,
-        vocabulary=vocabulary,
-        bank_embeddings=torch.from_numpy(bank_file.embeddings),
-        max_pairs=train.max_pairs,
-        seed=train.seed,
-    )
-    counts = parameter_counts(net)
-    log.info("model: %s parameters (backbone %s, heads %s)", f"{counts['total']:,}", f"{counts['backbone']:,}",
-             f"{counts['head']:,}")  # fmt: skip
+    identity = training_identity(clip=clip, model=model, loss=loss, train=train, annotations=annotations,
+                                 split=split, proposals=proposals, bank=bank)  # fmt: skip
+    saved = read_saved_state(out_dir / STATE_FILE) if (out_dir / STATE_FILE).is_file() else None
+    decision = decide_resume(saved, identity, train.iterations)
+    threads = saved.runtime.threads if decision.resume and saved.runtime else torch.get_num_threads()
 
+    with reproducible_kernels(device, deterministic=train.deterministic, threads=threads):
+        # build
+        seed_everything(train.seed)
+        net, preprocessing = prepare_model(
+            clip=clip, model=model, vocabulary=split_annotations.vocabulary, max_pairs=train.max_pairs,
+            bank_embeddings=torch.from_numpy(bank_file.embeddings), seed=train.seed,
+        )  # fmt: skip
+        runtime = RuntimeInfo(
+            threads=threads, world_size=processes.world_size, device=device_description(device),
+            torch=str(torch.__version__), deterministic=torch.are_deterministic_algorithms_enabled(),
+        )  # fmt: skip
+        state = new_training_state(net.to(device).train(), train, identity, runtime)
+        # resume (or move another training's state aside)
+        start_or_resume(state, saved, decision, out_dir=out_dir, processes=processes, iterations=train.iterations)
+        saved_at = state.iteration if decision.resume else None
+        dataset, indices = training_dataset(split_annotations, annotations, images, proposals, preprocessing)
+        stop = train.iterations if max_steps is None else min(train.iterations, state.iteration + max_steps)
+        loss_config = effective_loss_config(loss, model.use_hoi_recognition)
+
+        with TerminationRequests() as termination:
+            if state.iteration < stop:
+                loader = training_loader(dataset, indices, train, start=state.iteration, stop=stop,
+                                         processes=processes, device=device)  # fmt: skip
+                trainer = wrap_distributed(state.model, processes, device)
+                progress = ProgressLog(state.iteration, stop, train, processes=processes, device=device)
+                for iteration, batch in zip(range(state.iteration, stop), loader):
+                    # step
+                    terms = train_step(
+                        trainer, batch.to(device, non_blocking=True), optimizer=state.optimizer, scaler=state.scaler,
+                        loss_config=loss_config, iteration=iteration, grad_clip=train.grad_clip, device=device,
+                        precision=train.precision,
+                    )  # fmt: skip
+                    record = LossRecord.of(iteration + 1, terms.as_floats(), learning_rates(state.optimizer))
+                    state.scheduler.step()
+                    state.iteration = iteration + 1
+                    state.history.append(record)
+                    # log
+                    progress.update(record)
+                    # checkpoint
+                    if state.iteration % train.checkpoint_every == 0 and processes.is_main:
+                        state.save(out_dir)
+                        saved_at = state.iteration
+                    if termination.agreed(processes, device):
+                        break
+                progress.close()
+            if processes.is_main and state.iteration != saved_at:
+                state.save(out_dir)
+            if termination.signum is not None:
+                stop_on_signal(termination.signum, state, out_dir, processes)
+
+    if state.iteration < train.iterations:
+        log.info("stopped after iteration %d of %d (max_steps); rerun to continue", state.iteration, train.iterations)
+        return
+    if processes.is_main:
+        info = TrainedModelInfo(
+            vocabulary=split_annotations.vocabulary, clip=clip, model=model, loss=loss, train=train,
+            preprocessing=preprocessing, iterations=train.iterations,
+            bank={"path": str(bank), "sha256": identity.inputs["bank"],
+                  "clip_model": str(bank_file.attrs.get("clip_model", "")),
+                  "clip_pretrained": str(bank_file.attrs.get("clip_pretrained", ""))},
+        )  # fmt: skip
+        save_trained_model(out_dir / MODEL_FILE, state.model, info)
+        write_loss_csv(out_dir / LOSSES_FILE, state.history)
+        log.info("wrote %s", out_dir / MODEL_FILE)
+    if processes.distributed:
+        torch_dist.barrier()
+
+
+# --------------------------------------------------------------------------------------------
+# the parts of run()
+
+
+def training_identity(
+    *,
+    clip: ClipConfig,
+    model: ModelConfig,
+    loss: LossConfig,
+    train: TrainConfig,
+    annotations: Path,
+    split: str,
+    proposals: Path,
+    bank: Path,
+) -> TrainingIdentity:
+    """What this run computes: its settings, the train stage's code, and digests of its inputs."""
+    sections = {"clip": to_dict(clip), "model": to_dict(model), "loss": to_dict(loss), "train": to_dict(train)}
+    inputs = {
+        "annotations": file_digest(annotations),
+        "split": split,
+        "proposals": file_digest(proposals),
+        "bank": file_digest(bank),
+        "weights": weights_identity(clip, model),
+    }
+    weights = clip.pretrained if model.backbone_source == "clip" else model.backbone_weights
+    files = {"annotations": str(annotations), "split": split, "proposals": str(proposals), "bank": str(bank),
+             "weights": str(weights)}  # fmt: skip
+    return TrainingIdentity.of(sections, code=stage_code_digest(STAGE_MODULE), inputs=inputs, files=files)
+
+
+def weights_identity(clip: ClipConfig, model: ModelConfig) -> str:
+    """The pretrained backbone weights: a file's name and digest, or the tag that names them."""
+    if model.backbone_source == "clip":
+        from hoi_pipeline.modeling.clip_loading import pretrained_identity
+
+        return pretrained_identity(clip)
+    if model.backbone_weights is not None and Path(model.backbone_weights).is_file():
+        return f"file:{Path(model.backbone_weights).name}:sha256:{file_digest(model.backbone_weights)}"
+    return f"torchvision:{model.backbone_source}:{model.backbone_weights}"
+
+
+def new_training_state(
+    net: BiLevelHOIModel, train: TrainConfig, identity: TrainingIdentity, runtime: RuntimeInfo
+) -> TrainingState:
+    """Iteration 0 of a training: fresh optimizer, lr schedule and grad scaler for `net` (already on its device)."""
+    optimizer = build_optimizer(net, train)
+    device_type = next(net.parameters()).device.type
+    return TrainingState(
+        model=net,
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.MultiStepLR(optimizer, list(train.lr_milestones), train.lr_gamma),
+        scaler=torch.amp.GradScaler("cuda", enabled=device_type == "cuda" and train.precision == "fp16"),
+        identity=identity,
+        runtime=runtime,
+    )
+
+
+def start_or_resume(
+    state: TrainingState,
+    saved: SavedState | None,
+    decision: ResumeDecision,
+    *,
+    out_dir: Path,
+    processes: Processes,
+    iterations: int,
+) -> None:
+    """Restore `saved` into `state` when it is the same training, else move it aside; log which, and why."""
+    path = out_dir / STATE_FILE
+    if saved is not None and decision.resume:
+        state.restore(saved)
+        if state.iteration == iterations:
+            log.info("%s is complete (iteration %d of %d, same settings, code and inputs): writing the model from it",
+                     path, state.iteration, iterations)  # fmt: skip
+        else:
+            log.info("resuming from %s at iteration %d of %d: same settings, code and inputs",
+                     path, state.iteration, iterations)  # fmt: skip
+        if state.iteration < iterations and (out_dir / MODEL_FILE).is_file() and processes.is_main:
+            aside, _ = move_aside(out_dir, [MODEL_FILE])  # the finished model of a shorter target
+            log.info("moved %s (the model at iteration %d) to %s", out_dir / MODEL_FILE, state.iteration, aside)
+        changes = state.runtime.differences(saved.runtime) if saved.runtime else []
+        if changes:
+            log.warning(
+                "this run differs from the one that saved %s (%s): it continues the same training, but the weights "
+                "will not be bit-identical to an uninterrupted run", path, "; ".join(changes),
+            )  # fmt: skip
+        return
+    if saved is None:
+        log.info("training from scratch (no saved state in %s)", path)
+        return
+    if processes.distributed:
+        torch_dist.barrier()  # every process has read last.pt before rank 0 moves it
+    if processes.is_main:
+        aside, moved = move_aside(out_dir)
+        log.warning("starting afresh: %s is another training (%s); moved %s to %s",
+                    path, "; ".join(decision.reasons), ", ".join(moved), aside)  # fmt: skip
+
+
+def training_dataset(
+    split_annotations: HOIAnnotations, annotations: Path, images: Path, proposals: Path, preprocessing: Preprocessing
+) -> tuple[HOIImageDataset, list[int]]:
+    """The split's images and the indices of those that can train (an HOI label and a human-object pair)."""
     dataset = HOIImageDataset.from_split(
         split_annotations, images=images, proposals=proposals, preprocessing=preprocessing
     )
@@ -265,167 +442,135 @@ def run(
     )  # fmt: skip
     if not indices:
         raise ValueError(f"{annotations}: no training image has both an HOI label and a human-object proposal pair")
+    return dataset, indices
 
-    resolved = {
-        "clip": to_dict(clip), "model": to_dict(model), "loss": to_dict(loss), "train": to_dict(train),
-        "inputs": {"annotations": file_digest(annotations), "split": split, "proposals": file_digest(proposals),
-                   "bank": file_digest(bank)},
-    }  # fmt: skip
-    net.to(device).train()
-    optimizer = build_optimizer(net, train)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(train.lr_milestones), train.lr_gamma)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and train.precision == "fp16")
-    history: list[list[float]] = []
-    start = 0
-    state_path = out_dir / "checkpoints" / "last.pt"
-    if state_path.is_file():
-        state = load_training_state(state_path)
-        if _resume_key(state["config"]) == _resume_key(resolved):
-            net.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            history = state["history"].tolist()
-            start = int(state["iteration"])
-            restore_rng_states(state["rng"])
-            log.info("resumed from %s at iteration %d", state_path, start)
-        else:
-            log.warning("%s was made with another config or other inputs; training from scratch", state_path)
 
-    trainer: nn.Module = net
-    if processes.distributed:
-        trainer = nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
-        )
-    loss_config = effective_loss_config(loss, model.use_hoi_recognition)
-    stop = train.iterations if max_steps is None else min(train.iterations, start + max_steps)
+def training_loader(
+    dataset: HOIImageDataset,
+    indices: list[int],
+    train: TrainConfig,
+    *,
+    start: int,
+    stop: int,
+    processes: Processes,
+    device: torch.device,
+) -> DataLoader:
+    """Batches of iterations [start, stop), this process's share; workers leave SIGTERM to the main process."""
     sampler = SeededBatchSampler(
         indices, batch_size=train.batch_size, seed=train.seed, start=start, stop=stop, flip=train.flip,
         rank=processes.rank, world_size=processes.world_size,
     )  # fmt: skip
-    loader = DataLoader(
+    return DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate_samples, num_workers=train.num_workers,
-        pin_memory=device.type == "cuda",
+        pin_memory=device.type == "cuda", worker_init_fn=_ignore_termination,
+        generator=torch.Generator().manual_seed(train.seed),  # worker seeds never draw from the global RNG
     )  # fmt: skip
 
-    def checkpoint(iteration: int) -> None:
-        if not processes.is_main:
-            return
-        save_training_state(
-            state_path,
-            iteration=iteration,
-            model=net.state_dict(),
-            optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict(),
-            scaler=scaler.state_dict(),
-            rng=rng_states(),
-            history=torch.tensor(history, dtype=torch.float64).reshape(-1, len(HISTORY_COLUMNS)),
-            history_columns=list(HISTORY_COLUMNS),
-            config=resolved,
-        )
-        write_loss_csv(out_dir / "losses.csv", history)
 
-    if start < stop:
-        log.info(
-            "training iterations %d-%d of %d on %s (batch %d over %d process(es), %s)",
-            start + 1, stop, train.iterations, device, train.batch_size, processes.world_size, train.precision,
-        )  # fmt: skip
-        _train_loop(
-            trainer, loader, range(start, stop), optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-            loss_config=loss_config, train=train, device=device, history=history, checkpoint=checkpoint,
-            quiet=not processes.is_main,
-        )  # fmt: skip
-    if stop < train.iterations:
-        log.info("stopped after iteration %d of %d (max_steps); rerun to continue", stop, train.iterations)
-        return
+def _ignore_termination(worker_id: int) -> None:
+    """SLURM signals every process of a job: a worker killed mid-iteration would abort the main process's step."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def wrap_distributed(net: nn.Module, processes: Processes, device: torch.device) -> nn.Module:
+    if not processes.distributed:
+        return net
+    return nn.parallel.DistributedDataParallel(
+        net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+    )
+
+
+def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """The learning rate of each parameter group family (backbone, head)."""
+    return {group["name"].removesuffix("_no_decay"): group["lr"] for group in optimizer.param_groups}
+
+
+class TerminationRequests:
+    """SIGTERM or SIGINT during the loop: finish the iteration in progress, then stop.
+
+    A second Ctrl-C (SIGINT) stops at once; repeated SIGTERMs do not (under SLURM + torchrun each
+    process gets one from SLURM and one forwarded by torchrun, and SIGKILL follows anyway).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> TerminationRequests:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            self._previous = {signum: signal.signal(signum, self._request) for signum in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _request(self, signum: int, frame: object) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise SystemExit(128 + signum)
+        self.signum = self.signum or signum
+
+    def agreed(self, processes: Processes, device: torch.device) -> bool:
+        """Whether any process was asked to stop; under DDP all stop after the same iteration."""
+        if not processes.distributed:
+            return self.signum is not None
+        flag = torch.tensor([self.signum or 0], device=device)
+        torch_dist.all_reduce(flag, op=torch_dist.ReduceOp.MAX)
+        self.signum = self.signum or int(flag.item()) or None
+        return self.signum is not None
+
+
+def stop_on_signal(signum: int, state: TrainingState, out_dir: Path, processes: Processes) -> None:
+    """After the state is saved: say where, and exit like the signal would (128 + its number)."""
     if processes.is_main:
-        info = TrainedModelInfo(
-            vocabulary=vocabulary,
-            clip=clip,
-            model=model,
-            loss=loss,
-            train=train,
-            preprocessing=preprocessing,
-            bank={"path": str(bank), "sha256": file_digest(bank), "clip_model": str(bank_file.attrs.get("clip_model", "")),
-                  "clip_pretrained": str(bank_file.attrs.get("clip_pretrained", ""))},
-            iterations=train.iterations,
-        )  # fmt: skip
-        save_trained_model(out_dir / "model.pt", net, info)
-        write_loss_csv(out_dir / "losses.csv", history)
-        log.info("wrote %s", out_dir / "model.pt")
+        log.warning("%s: stopped after iteration %d of the training; its state is in %s, rerun to resume",
+                    signal.Signals(signum).name, state.iteration, out_dir / STATE_FILE)  # fmt: skip
     if processes.distributed:
-        torch_dist.barrier()
+        torch_dist.barrier()  # no process exits (and makes torchrun kill the others) before rank 0 has saved
+    raise SystemExit(128 + signum)
 
 
-def _train_loop(
-    model: nn.Module,
-    loader: DataLoader,
-    iterations: range,
-    *,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
-    loss_config: LossConfig,
-    train: TrainConfig,
-    device: torch.device,
-    history: list[list[float]],
-    checkpoint,
-    quiet: bool,
-) -> None:
-    from tqdm import tqdm
+class ProgressLog:
+    """A log line every `train.log_every` iterations (means since the last line) and a tqdm bar on a TTY."""
 
-    window: list[LossTerms] = []
-    started = time.perf_counter()
-    bar = tqdm(total=len(iterations), unit="it", desc="train", disable=quiet or not sys.stderr.isatty())
-    for iteration, batch in zip(iterations, loader):
-        batch = batch.to(device, non_blocking=True)
-        terms = train_step(
-            model, batch, optimizer=optimizer, scaler=scaler, loss_config=loss_config, iteration=iteration,
-            grad_clip=train.grad_clip, device=device, precision=train.precision,
-        )  # fmt: skip
-        values = terms.as_floats()
-        lrs = {g["name"].removesuffix("_no_decay"): g["lr"] for g in optimizer.param_groups}
-        scheduler.step()
-        done = iteration + 1
-        history.append([done, values["image"], values["pair"], values["relatedness"], values["total"],
-                        lrs.get("backbone", 0.0), lrs.get("head", 0.0)])  # fmt: skip
-        if not np.isfinite(values["total"]):
-            raise FloatingPointError(f"the loss is {values['total']} at iteration {done}: {values}")
-        window.append(terms)
-        bar.update(1)
-        bar.set_postfix(loss=f"{values['total']:.4f}")
-        if done % train.log_every == 0 or done == iterations.stop:
-            means = {
-                k: float(np.mean([t.as_floats()[k] for t in window])) for k in ("image", "pair", "relatedness", "total")
-            }
-            rate = (done - iterations.start) / (time.perf_counter() - started)
-            if not quiet:
-                log.info(
-                    "iter %d/%d loss %.4f (image %.4f pair %.4f relatedness %.4f) lr %.2e/%.2e %.2f it/s",
-                    done, train.iterations, means["total"], means["image"], means["pair"], means["relatedness"],
-                    lrs.get("backbone", 0.0), lrs.get("head", 0.0), rate,
-                )  # fmt: skip
-            window = []
-        if done % train.checkpoint_every == 0 or done == iterations.stop:
-            checkpoint(done)
-    bar.close()
+    def __init__(
+        self, start: int, stop: int, train: TrainConfig, *, processes: Processes, device: torch.device
+    ) -> None:
+        from tqdm import tqdm
 
+        self.start, self.stop, self.total, self.every = start, stop, train.iterations, train.log_every
+        self.quiet = quiet = not processes.is_main
+        self.window: list[LossRecord] = []
+        self.started = time.perf_counter()
+        self.bar = tqdm(total=stop - start, unit="it", desc="train", disable=quiet or not sys.stderr.isatty())
+        if not quiet:
+            log.info("training iterations %d-%d of %d on %s (batch %d over %d process(es), %s, %d CPU threads)",
+                     start + 1, stop, train.iterations, device, train.batch_size, processes.world_size,
+                     train.precision, torch.get_num_threads())  # fmt: skip
 
-def write_loss_csv(path: Path, history: Sequence[Sequence[float]]) -> None:
-    """The loss history as CSV, atomically (rewritten whole, so it always matches the checkpoint)."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(HISTORY_COLUMNS)
-        for row in history:
-            writer.writerow([int(row[0]), *(f"{v:.6g}" for v in row[1:])])
+    def update(self, record: LossRecord) -> None:
+        if not np.isfinite(record.loss_total):
+            raise FloatingPointError(f"the loss is {record.loss_total} at iteration {record.iteration}: {record}")
+        self.window.append(record)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{record.loss_total:.4f}")
+        if record.iteration % self.every and record.iteration != self.stop:
+            return
+        mean = {name: float(np.mean([getattr(r, name) for r in self.window]))
+                for name in ("loss_total", "loss_image", "loss_pair", "loss_relatedness")}  # fmt: skip
+        rate = (record.iteration - self.start) / (time.perf_counter() - self.started)
+        if not self.quiet:
+            log.info(
+                "iter %d/%d loss %.4f (image %.4f pair %.4f relatedness %.4f) lr %.2e/%.2e %.2f it/s",
+                record.iteration, self.total, mean["loss_total"], mean["loss_image"], mean["loss_pair"],
+                mean["loss_relatedness"], record.lr_backbone, record.lr_head, rate,
+            )  # fmt: skip
+        self.window = []
 
-
-def _resume_key(config: dict) -> dict:
-    key = {name: dict(value) for name, value in config.items()}
-    for name in RUNTIME_TRAIN_KEYS:
-        key["train"].pop(name, None)
-    key["clip"].pop("device", None)
-    return key
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _check_bank_model(attrs: dict, clip: ClipConfig, model: ModelConfig, bank: Path) -> None:
