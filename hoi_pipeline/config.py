@@ -295,23 +295,20 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0 (0 saves the initial model), got {self.iterations}")
-        for name in ("batch_size", "checkpoint_every", "log_every", "max_pairs", "gpus"):
+        for name in ("batch_size", "checkpoint_every", "log_every", "max_pairs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
-        for name in ("lr_backbone", "lr_head", "weight_decay", "lr_gamma", "grad_clip"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
-        if list(self.lr_milestones) != sorted(self.lr_milestones):
-            raise ValueError(f"lr_milestones must be increasing, got {list(self.lr_milestones)}")
         if self.gpus < 1:
             raise ValueError(f"gpus must be >= 1 (the processes torchrun starts), got {self.gpus}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        for name in ("lr_backbone", "lr_head", "weight_decay", "grad_clip"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if not (math.isfinite(self.lr_gamma) and self.lr_gamma > 0):
             raise ValueError(f"lr_gamma must be a number > 0 (the factor at each milestone), got {self.lr_gamma}")
-        for name in ("lr_backbone", "lr_head", "weight_decay"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ValueError(f"{name} must be a number >= 0, got {getattr(self, name)}")
+        if list(self.lr_milestones) != sorted(self.lr_milestones):
+            raise ValueError(f"lr_milestones must be increasing, got {list(self.lr_milestones)}")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 # Training from image-level labels, shared by every run (and ablation preset) that trains the same thing:
 # results/shared/train/{training}/ (model.pt, losses.csv, checkpoints/last.pt), seen by each run as
-# results/{run}/train/ (links). A rerun resumes from checkpoints/last.pt only when it continues the same training.
+# results/{run}/train/ (links). A rerun resumes checkpoints/last.pt only when it is the same training (settings,
+# code, inputs); otherwise the old state moves to checkpoints/superseded/<UTC time>/ and training starts afresh.
 
 
 rule train:

@@ -349,7 +349,9 @@ def test_sigterm_saves_the_state_and_a_rerun_resumes_it(split, tmp_path):
                              capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {out / STATE_FILE} at iteration {saved.iteration} of 6" in resumed.stderr
-    run_training(split, tmp_path / "straight", train)
+    # the uninterrupted reference in a process of its own too (same thread count as the interrupted one)
+    subprocess.run([sys.executable, "-m", "hoi_pipeline", *cli_arguments(split, tmp_path / "straight", train)],
+                   capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
     assert_same_weights(weights(tmp_path / "straight"), weights(out))
 
 
