@@ -22,36 +22,22 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing
-import resource
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
 import torch
 
+from bench_common import Measurement, device_name, hico_sized_vocabulary, peak_memory_mib
 from hoi_pipeline.config import ClipConfig, LossConfig, ModelConfig, TrainConfig
 from hoi_pipeline.datasets.hoi_images import HOIBatch, pad_images
 from hoi_pipeline.losses import ImageTargets
+from hoi_pipeline.stages import init_clip
 from hoi_pipeline.stages.train import build_optimizer, parameter_counts, prepare_model, resolve_device, train_step
 from hoi_pipeline.structures import Vocabulary
 
 log = logging.getLogger("bench_train")
-
-
-def hico_sized_vocabulary(
-    num_verbs: int = 117, num_objects: int = 80, num_classes: int = 600, seed: int = 0
-) -> Vocabulary:
-    """A vocabulary with HICO-DET's sizes (class names are placeholders; object 0 is the person)."""
-    rng = np.random.default_rng(seed)
-    combos = rng.choice(num_verbs * num_objects, size=num_classes, replace=False)
-    hoi = np.stack([combos // num_objects, combos % num_objects], axis=1)
-    return Vocabulary(
-        verbs=tuple(f"verb{i}" for i in range(num_verbs)),
-        objects=("person", *(f"object{i}" for i in range(1, num_objects))),
-        hoi_classes=hoi,
-        rare=np.arange(0, num_classes, 4),
-        non_rare=np.setdiff1d(np.arange(num_classes), np.arange(0, num_classes, 4)),
-    )
 
 
 def random_batch(
@@ -103,24 +89,21 @@ def random_batch(
     )
 
 
-def peak_memory_mib(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
 def benchmark(model_name: str, input_size: int, args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     vocabulary = hico_sized_vocabulary()
     device = resolve_device(args.device)
     torch.manual_seed(0)
-    clip = ClipConfig(model=model_name, pretrained=None)
     model_config = ModelConfig(input_size=input_size, hidden_dim=args.hidden_dim, spatial_dim=args.spatial_dim,
                                feature_layers=tuple(args.feature_layers))  # fmt: skip
     train = TrainConfig(batch_size=args.batch_size, precision=args.precision)
-    net, _ = prepare_model(clip=clip, model=model_config, vocabulary=vocabulary, bank_embeddings=None,
-                           max_pairs=train.max_pairs, seed=0)  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:  # random-init CLIP read through clip.pretrained like real weights
+        weights = Path(tmp) / f"{model_name}_random.pt"
+        init_clip.run(model_name=model_name, seed=0, out=weights)
+        clip = ClipConfig(model=model_name, pretrained=str(weights))
+        net, _ = prepare_model(clip=clip, model=model_config, vocabulary=vocabulary, bank_embeddings=None,
+                               max_pairs=train.max_pairs, seed=0)  # fmt: skip
     net.to(device).train()
     optimizer = build_optimizer(net, train)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and args.precision == "fp16")
@@ -163,7 +146,43 @@ def benchmark(model_name: str, input_size: int, args: argparse.Namespace) -> dic
     }  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
+def measure_train(**options) -> Measurement:
+    """One `benchmark` row as a `Measurement`; `options` are the command line's, by their dest names
+    (`input_size` one longer side), measured in this process."""
+    args = build_parser().parse_args([])
+    for key, value in options.items():
+        if not hasattr(args, key):
+            raise TypeError(f"measure_train: unknown option '{key}'")
+        setattr(args, key, value)
+    size = args.input_size if isinstance(args.input_size, int) else args.input_size[0]
+    result = benchmark(args.model[0], size, args)
+    device = resolve_device(args.device)
+    pairs = min(result["pairs_per_image"], TrainConfig.max_pairs)
+    return Measurement(
+        "train", f"{result['model']} at {result['input']} px, batch {result['batch']}, {result['precision']}, "
+        f"{args.humans}+{args.objects} proposals, {pairs} pairs/image (cap {TrainConfig.max_pairs})",
+        device_name(device), images_per_s=args.batch_size / result["s_per_it"], s_per_iteration=result["s_per_it"],
+        peak_mib=result["peak_MiB"], details={"parameters (M)": result["params_M"], "CPU s/iteration": result["cpu_s_per_it"]},
+    )  # fmt: skip
+
+
+def measure_train_fitting(*, batch_sizes: list[int], **options) -> Measurement:
+    """`measure_train` at the first of `batch_sizes` that fits in the GPU's memory (e.g. 96, 48, 24)."""
+    too_large = []
+    for batch_size in batch_sizes:
+        try:
+            result = measure_train(batch_size=batch_size, **options)
+        except torch.cuda.OutOfMemoryError:
+            too_large.append(batch_size)
+            torch.cuda.empty_cache()
+            continue
+        if too_large:
+            result.details["out of memory at batch"] = ", ".join(map(str, too_large))
+        return result
+    raise RuntimeError(f"out of memory at every batch size {batch_sizes}")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", nargs="+", default=["RN50"], help="open_clip ResNet model names")
     parser.add_argument("--input-size", nargs="+", type=int, default=[224, 448, 640], help="longer sides, pixels")
@@ -179,7 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--humans", type=int, default=4, help="human proposals per image")
     parser.add_argument("--objects", type=int, default=8, help="object proposals per image")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # a fresh process per measurement, so that the CPU peak memory is this measurement's own
     context = multiprocessing.get_context("spawn")

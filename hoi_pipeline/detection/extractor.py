@@ -32,9 +32,6 @@ from hoi_pipeline.structures import Proposals
 log = logging.getLogger(__name__)
 
 
-
-
-
 @dataclass(frozen=True)
 class RawDetections:
     """A detector's output for one image, labels in the detector's own ids. Shapes (M, 4), (M,), (M,)."""
@@ -125,6 +122,10 @@ class LoadedImage:
     image: torch.Tensor | None  # uint8 (3, H, W); None when unreadable
     error: str = ""
 
+    def pin_memory(self) -> LoadedImage:
+        """A copy in page-locked memory (the DataLoader's `pin_memory`): the copy to the GPU runs asynchronously."""
+        return self if self.image is None else LoadedImage(self.index, self.filename, self.image.pin_memory(), self.error)
+
 
 class ImageFiles(Dataset):
     """Images of a split read in DataLoader workers; an unreadable file becomes an error entry, not a crash,
@@ -170,6 +171,7 @@ def extract_split(
         num_workers=num_workers,
         collate_fn=collate_images,
         shuffle=False,
+        pin_memory=extractor.device.type == "cuda",
     )
     results: list[Proposals | None] = [None] * len(filenames)
     skipped: list[str] = []

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torchvision.ops import roi_align
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ def pool_roi_tokens(pool: nn.Module, qkv: torch.Tensor) -> torch.Tensor:
 
 
 DENSE_ROI_ALIGN_MAX_ELEMENTS = 1 << 25  # K * H * W * C above which the CPU path also uses torchvision
+ROI_ALIGN_CHUNK_ELEMENTS = 1 << 28  # float32 elements of one chunk of low-precision RoI grids (1 GiB)
 
 
 def align_rois(
@@ -151,12 +153,60 @@ def align_rois(
     maps (the demo) the same bilinear sampling is computed as two small matrix products
     (`dense_roi_align`, equal to torchvision's to float precision): torchvision's CPU backward is a
     single-threaded scatter that otherwise dominates a CPU training step.
+
+    Low-precision features (bf16 / fp16 under autocast) are sampled in float32 with float32 boxes (a
+    box corner cast to bf16 moves by up to 2 pixels at 640) and the grids are returned in the
+    features' dtype (`LowPrecisionRoIAlign`): the grids kept for the backward pass are bf16, and
+    float32 grids exist one chunk of RoIs at a time, forward and backward.
     """
     _, channels, height, width = features.shape
     if features.device.type == "cpu" and rois.shape[0] * height * width * channels <= DENSE_ROI_ALIGN_MAX_ELEMENTS:
         return dense_roi_align(features, rois, output_size, spatial_scale, sampling_ratio)
-    return roi_align(features, rois.to(features.dtype), (output_size, output_size), spatial_scale, sampling_ratio,
-                     aligned=True)  # fmt: skip
+    if features.dtype in (torch.float16, torch.bfloat16):
+        return LowPrecisionRoIAlign.apply(features, rois, output_size, spatial_scale, sampling_ratio)
+    size = (output_size, output_size)
+    return roi_align(features, rois.to(features.dtype), size, spatial_scale, sampling_ratio, aligned=True)
+
+
+class LowPrecisionRoIAlign(torch.autograd.Function):
+    """RoI-Align of bf16 / fp16 features computed in float32, kept in the features' dtype (see `align_rois`).
+
+    Forward and backward go through RoIs in chunks of `ROI_ALIGN_CHUNK_ELEMENTS` float32 values, so
+    besides the low-precision grids (and their gradient) only one chunk is ever in float32.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx, features: torch.Tensor, rois: torch.Tensor, output_size: int, spatial_scale: float, sampling_ratio: int
+    ) -> torch.Tensor:
+        full, boxes = features.float(), rois.float()  # (B, C, H, W), (K, 5)
+        channels = features.shape[1]
+        grids = features.new_empty((boxes.shape[0], channels, output_size, output_size))  # (K, C, R, R)
+        for part in _chunks(boxes.shape[0], channels * output_size * output_size):
+            grids[part] = roi_align(full, boxes[part], (output_size, output_size), spatial_scale, sampling_ratio,
+                                    aligned=True)  # fmt: skip
+        ctx.save_for_backward(boxes)
+        ctx.settings = (features.shape, features.dtype, output_size, spatial_scale, sampling_ratio)
+        return grids
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        (boxes,) = ctx.saved_tensors
+        shape, dtype, output_size, spatial_scale, sampling_ratio = ctx.settings
+        batch, channels, height, width = shape
+        total = torch.zeros(shape, dtype=torch.float32, device=grad.device)
+        for part in _chunks(boxes.shape[0], channels * output_size * output_size):
+            total += torch.ops.torchvision._roi_align_backward(
+                grad[part].float().contiguous(), boxes[part], spatial_scale, output_size, output_size, batch,
+                channels, height, width, sampling_ratio, True,
+            )  # fmt: skip
+        return total.to(dtype), None, None, None, None
+
+
+def _chunks(count: int, elements_per_item: int) -> list[slice]:
+    step = max(1, ROI_ALIGN_CHUNK_ELEMENTS // elements_per_item)
+    return [slice(start, start + step) for start in range(0, count, step)]
 
 
 def _axis_weights(start: torch.Tensor, length: torch.Tensor, cells: int, bins: int, samples: int) -> torch.Tensor:

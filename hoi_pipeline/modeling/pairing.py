@@ -4,13 +4,19 @@ As in SCG / UPT: every detected human is paired with every other detection, huma
 (a person can be the object of "hug person"), never with itself. When an image has more pairs than
 `max_pairs`, those with the highest detection-score product s_h * s_o are kept (stable order, so the
 choice is deterministic).
+
+`enumerate_pairs` pairs one image's proposals; `enumerate_batch_pairs` a whole batch's at once, with
+the same pairs in the same order, from the flat proposal list (no loop over images).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
+
+from hoi_pipeline.segments import rank_within_segments, segment_counts, segment_starts
 
 
 def enumerate_pairs(
@@ -37,6 +43,61 @@ def enumerate_pairs(
             chosen = torch.argsort(product, descending=True, stable=True)[:max_pairs]
         pairs = pairs[torch.sort(chosen).values]
     return pairs
+
+
+@dataclass(frozen=True)
+class BatchPairs:
+    """The human-object pairs of a batch, image after image (what `enumerate_pairs` gives each image)."""
+
+    pairs: torch.Tensor  # (P, 2) int64 (human, object) proposal indices within the pair's image
+    pair_image: torch.Tensor  # (P,) int64 image of each pair
+    flat: torch.Tensor  # (P, 2) int64 the same proposals as indices into the batch's flat proposal list
+
+    def __len__(self) -> int:
+        return self.pairs.shape[0]
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> BatchPairs:
+        return BatchPairs(*(t.to(device, non_blocking=non_blocking) for t in (self.pairs, self.pair_image, self.flat)))
+
+    def pin_memory(self) -> BatchPairs:
+        return BatchPairs(self.pairs.pin_memory(), self.pair_image.pin_memory(), self.flat.pin_memory())
+
+
+def enumerate_batch_pairs(
+    labels: torch.Tensor,
+    counts: torch.Tensor,
+    person: int,
+    scores: torch.Tensor | None = None,
+    max_pairs: int | None = None,
+) -> BatchPairs:
+    """The pairs of B images from their flat (M,) proposal labels [and (M,) scores], `counts` (B,)
+    proposals per image stored image after image; equal to `enumerate_pairs` on each image, concatenated.
+
+    Built with data-dependent shapes (the number of pairs), so on a GPU it waits for the device: the
+    training loop runs it on the CPU copy of a batch.
+    """
+    device = labels.device
+    counts = counts.to(device=device, dtype=torch.int64)
+    image = torch.repeat_interleave(torch.arange(counts.shape[0], device=device), counts)  # (M,)
+    starts = segment_starts(counts)  # (B,) first proposal of each image
+    humans = torch.nonzero(labels == person, as_tuple=True)[0]  # (H,) flat, image after image
+    per_human = counts[image[humans]]  # (H,) proposals of the human's image: its candidate objects
+    human = torch.repeat_interleave(humans, per_human)  # (H * M_b summed,) human-major, like enumerate_pairs
+    first = torch.repeat_interleave(segment_starts(per_human), per_human)
+    obj = starts[image[human]] + torch.arange(human.shape[0], device=device) - first  # every proposal of the image
+    keep = human != obj
+    human, obj = human[keep], obj[keep]  # (P,)
+    pair_image = image[human]
+    if max_pairs is not None and human.shape[0] > 0:
+        if scores is None:  # the first max_pairs of each image
+            first_pair = segment_starts(segment_counts(pair_image, counts.shape[0]))  # (B,)
+            rank = torch.arange(human.shape[0], device=device) - first_pair[pair_image]
+        else:  # the highest s_h * s_o, ties to the earlier pair; kept in their order
+            rank = rank_within_segments(scores[human] * scores[obj], pair_image, counts.shape[0])
+        chosen = rank < max_pairs
+        human, obj, pair_image = human[chosen], obj[chosen], pair_image[chosen]
+    flat = torch.stack([human, obj], dim=1)  # (P, 2)
+    return BatchPairs(flat - starts[pair_image][:, None], pair_image, flat)
 
 
 def union_boxes(boxes_h: torch.Tensor, boxes_o: torch.Tensor) -> torch.Tensor:

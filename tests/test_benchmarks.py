@@ -1,0 +1,62 @@
+"""`benchmarks/run_all.py --quick`: every stage's benchmark runs and lands in one table."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RUN_ALL = Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py"
+STAGES = ("input", "detect", "embed", "train", "pairs", "infer", "evaluate")
+
+
+@pytest.mark.slow
+def test_run_all_quick_on_the_cpu_writes_one_table_with_a_row_per_stage(tmp_path):
+    done = subprocess.run([sys.executable, str(RUN_ALL), "--device", "cpu", "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = (tmp_path / "cpu-quick.md").read_text()
+    assert table in done.stdout
+    lines = [line for line in table.splitlines() if line.startswith("|")][2:]  # rows after header and rule
+    assert {line.split("|")[1].strip() for line in lines} == set(STAGES)
+    rows = json.loads((tmp_path / "cpu-quick.json").read_text())
+    assert [row["error"] for row in rows if row["error"]] == []
+    for row in rows:
+        assert row["images_per_s"] > 0 and row["device"]
+    assert {row["stage"] for row in rows if row["peak_mib"]} >= {"detect", "embed", "train", "pairs", "infer"}
+
+
+def test_a_failing_case_becomes_its_rows_error_and_the_table_still_comes(monkeypatch):
+    """A case whose function raises: its row says so; the command still writes the table."""
+    spec = importlib.util.spec_from_file_location("run_all", RUN_ALL)
+    run_all = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "run_all", run_all)  # dataclasses look their module up there
+    spec.loader.exec_module(run_all)
+    case = run_all.Case("embed", "bench_embed", "measure_embed", {"model": "no-such-model", "device": "cpu"})
+    (row,) = run_all.run_case(case)
+    assert row["stage"] == "embed" and "no-such-model" in row["error"] and row["images_per_s"] is None
+    table = run_all.markdown([row], ["# t"])
+    assert "**failed**" in table and "no-such-model" in table
+
+
+@pytest.mark.parametrize(("device", "quick"), [("cuda", False), ("cpu", False), ("cpu", True)])
+def test_every_case_calls_its_function_with_keywords_it_takes(monkeypatch, device, quick):
+    """The GPU path cannot run here: at least its cases name real functions and their real keywords."""
+    monkeypatch.syspath_prepend(str(RUN_ALL.parent))
+    run_all = importlib.import_module("run_all")
+    bench_train = importlib.import_module("bench_train")
+    options = vars(bench_train.build_parser().parse_args([]))
+    cases = run_all.cases(device, quick)
+    assert {case.stage for case in cases} == set(STAGES)
+    for case in cases:
+        function = getattr(importlib.import_module(case.module), case.function)
+        if case.module == "bench_train":  # keywords are the command line's options
+            assert set(case.kwargs) - {"batch_sizes"} <= set(options), case
+        else:
+            inspect.signature(function).bind(**case.kwargs)
