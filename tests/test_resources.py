@@ -57,8 +57,9 @@ def test_hico_det_asks_for_gpus_where_networks_run_and_for_more_of_everything():
     }  # fmt: skip
     for stage in ("detect", "train", "infer"):
         assert hico[stage].runtime > demo[stage].runtime and hico[stage].mem_mb > demo[stage].mem_mb, stage
-    # RN101 on one GPU: 60K iterations x 24 images x 0.013 s, doubled, plus setup
-    assert hico["train"].runtime == math.ceil(10 + 2 * 60000 * 24 * 0.013 / 60) == 634
+    # RN101 on one GPU: 60K iterations x the global batch x the per-image figure, doubled, plus setup
+    per_image = R.FIGURES["train_gpu_s:RN101"].value
+    assert hico["train"].runtime == math.ceil(10 + 2 * 60000 * HICO.train.batch_size * per_image / 60)
     assert hico["train"].cpus == HICO.train.num_workers + 1 and hico["train"].resumable
 
 
