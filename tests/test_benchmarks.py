@@ -60,3 +60,17 @@ def test_every_case_calls_its_function_with_keywords_it_takes(monkeypatch, devic
             assert set(case.kwargs) - {"batch_sizes"} <= set(options), case
         else:
             inspect.signature(function).bind(**case.kwargs)
+
+
+@pytest.mark.slow
+def test_bench_deviations_trains_the_demo_under_a_switch(tmp_path):
+    """`python benchmarks/bench_deviations.py` (README "Deviations from the paper"), cut to a few iterations."""
+    script = RUN_ALL.parent / "bench_deviations.py"
+    done = subprocess.run([sys.executable, str(script), "--variants", "paper", "relatedness_mean", "--iterations", "3",
+                           "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [dict(item.split("=") for item in line.split()) for line in done.stdout.splitlines()
+            if line.startswith("variant=")]  # fmt: skip
+    assert [row["variant"] for row in rows] == ["paper", "relatedness_mean"]
+    for row in rows:
+        assert 0 <= float(row["full"]) <= 100 and 0 <= float(row["pick"]) <= 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import h5py
@@ -113,12 +114,12 @@ def test_layout_round_trip(tmp_path):
         assert h5["offsets"].dtype == np.int64
         assert h5["boxes_h"].dtype == np.float32 and h5["boxes_h"].shape == (3, 4)
         assert h5["hoi"].dtype == np.int16 and h5["score"].dtype == np.float32
-    # the README's pandas example, verbatim but for the path
-    with h5py.File(path) as f:
-        names, offsets = f["filenames"].asstr()[()], f["offsets"][()]
-        df = pd.DataFrame({k: f[k][()] for k in ("hoi", "verb", "object", "score")})
-        df[["hx1", "hy1", "hx2", "hy2"]], df[["ox1", "oy1", "ox2", "oy2"]] = f["boxes_h"][()], f["boxes_o"][()]
-    df["filename"] = np.repeat(names, np.diff(offsets))  # image i owns rows offsets[i]:offsets[i+1]
+    # the README's pandas example, run as written but for the path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (example,) = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "detections_test.h5" in block]
+    namespace: dict = {}
+    exec(example.replace('"results/demo/detections_test.h5"', repr(str(path))), namespace)
+    df = namespace["df"]
     np.testing.assert_array_equal(df[["ox1", "oy1", "ox2", "oy2"]].to_numpy(), detections[0].boxes_o)
     assert df.filename.tolist() == ["a.jpg"] * 3
     assert df.hoi.tolist() == detections[0].hoi.tolist()
