@@ -25,10 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from hoi_pipeline.config import ProjectConfig, RunConfig, load_project_config, to_dict, with_overrides
+from hoi_pipeline.evaluation.relatedness import relatedness_pick_rate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,32 +99,6 @@ def prepare_data(project: ProjectConfig, workdir: Path, detector_overrides: dict
                        images=data / "images" / split, detections=data / f"detections_{split}.json",
                        out=folder / f"{split}.h5")  # fmt: skip
     return folder
-
-
-def relatedness_pick_rate(model, dataset, annotations) -> tuple[float, float]:
-    """How often the highest-s_b pair of an image matches an annotated pair (IoU >= 0.5 both), and chance."""
-    from torchvision.ops import box_iou
-
-    from hoi_pipeline.datasets.hoi_images import collate_samples
-
-    hits, chance = [], []
-    with torch.no_grad():
-        for start in range(0, len(dataset), 16):
-            batch = collate_samples([dataset[i] for i in range(start, min(len(dataset), start + 16))])
-            out = model(batch.images, batch.boxes, batch.labels, batch.scores, batch.image_sizes)
-            for b, i in enumerate(batch.indices.tolist()):
-                rows = torch.nonzero(out.pair_image == b, as_tuple=True)[0]
-                truth = annotations.images[i]
-                if len(rows) == 0 or truth.num_pairs == 0:
-                    continue
-                proposals = dataset.proposals(i)
-                pairs = out.pairs[rows].numpy()
-                match = ((box_iou(torch.from_numpy(proposals.boxes[pairs[:, 0]]), torch.from_numpy(truth.boxes_h)) >= 0.5)
-                         & (box_iou(torch.from_numpy(proposals.boxes[pairs[:, 1]]), torch.from_numpy(truth.boxes_o))
-                            >= 0.5)).any(dim=1)  # fmt: skip
-                hits.append(float(match[out.relatedness_logits[rows].argmax()]))
-                chance.append(float(match.float().mean()))
-    return float(np.mean(hits)), float(np.mean(chance))
 
 
 def train_and_evaluate(run: RunConfig, workdir: Path, proposals: Path, out: Path) -> dict:

@@ -16,7 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 from bench_common import Measurement, device_name, hicodet_test_annotations, peak_memory_mib, synchronize
 from hoi_pipeline.config import ClipConfig

@@ -21,7 +21,6 @@ import json
 import logging
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 from hoi_pipeline import config as C

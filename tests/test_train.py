@@ -19,6 +19,7 @@ from hoi_pipeline.checkpoints import load_trained_model, vocabulary_from_dict, v
 from hoi_pipeline.config import ClipConfig, LossConfig, ModelConfig, TrainConfig, to_dict
 from hoi_pipeline.datasets import load_annotations
 from hoi_pipeline.datasets.hicodet import save_hicodet_json
+from hoi_pipeline.evaluation.relatedness import relatedness_pick_rate
 from hoi_pipeline.datasets.hoi_images import (
     HOIImageDataset,
     Preprocessing,
@@ -408,31 +409,6 @@ def test_every_paper_literal_switch_trains_on_demo_scenes(tmp_path):
 
 # --------------------------------------------------------------------------------------------
 # learning is real (the demo run's settings on the synthetic demo scenes)
-
-
-def relatedness_pick_rate(model, dataset, annotations) -> tuple[float, float]:
-    """How often the pair with the highest s_b matches an annotated pair (both IoU >= 0.5), and chance."""
-    from torchvision.ops import box_iou
-
-    hits, chance = [], []
-    with torch.no_grad():
-        for start in range(0, len(dataset), 16):
-            batch = collate_samples([dataset[i] for i in range(start, min(len(dataset), start + 16))])
-            out = model(batch.images, batch.boxes, batch.labels, batch.scores, batch.image_sizes)
-            for b, i in enumerate(batch.indices.tolist()):
-                rows = torch.nonzero(out.pair_image == b, as_tuple=True)[0]
-                truth = annotations.images[i]
-                if len(rows) == 0 or truth.num_pairs == 0:
-                    continue
-                proposals = dataset.proposals(i)
-                pairs = out.pairs[rows].numpy()
-                boxes_h = torch.from_numpy(proposals.boxes[pairs[:, 0]])
-                boxes_o = torch.from_numpy(proposals.boxes[pairs[:, 1]])
-                match = ((box_iou(boxes_h, torch.from_numpy(truth.boxes_h)) >= 0.5)
-                         & (box_iou(boxes_o, torch.from_numpy(truth.boxes_o)) >= 0.5)).any(dim=1)  # fmt: skip
-                hits.append(float(match[out.relatedness_logits[rows].argmax()]))
-                chance.append(float(match.float().mean()))
-    return float(np.mean(hits)), float(np.mean(chance))
 
 
 def demo_map(model, dataset, annotations, infer) -> float:

@@ -182,7 +182,6 @@ def test_table3_presets_and_paper_numbers():
 
 def test_abl3_enhances_a_trained_models_pair_scores_with_clip(tmp_path):
     """Abl 3: model.pt of a trained baseline + the CLIP bank -> enhance-with-clip -> model.pt -> infer."""
-    from hoi_pipeline.knowledge_bank_file import write_knowledge_bank
     from hoi_pipeline.modeling.zero_shot import CLIPEnhancedModel
     from hoi_pipeline.scoring import pair_scores
     from hoi_pipeline.stages import enhance_with_clip

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from hoi_pipeline.datasets.synthetic.shapes import (
-    Color,
     Entity,
     Point,
     Shape,
@@ -26,7 +25,6 @@ from hoi_pipeline.datasets.synthetic.shapes import (
     mirrored,
     oval,
     polygon,
-    pts,
     ring,
 )
 from hoi_pipeline.datasets.synthetic.textures import Texture
