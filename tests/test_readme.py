@@ -41,8 +41,11 @@ COVERED: dict[str, tuple[str, str, str]] = {
         "tests/test_workflow.py", "test_demo_figures_and_report", '"results/demo/figures/index.md"'),
     "snakemake results/demo/figures/index.md --report results/demo/report.html": (
         "tests/test_workflow.py", "test_demo_figures_and_report", '"--report", "results/demo/report.html"'),
-    "snakemake --workflow-profile profiles/slurm results/hico_rn101/metrics.csv": (
-        "tests/test_slurm.py", "snakemake_on_slurm", '"--workflow-profile", "profiles/slurm"'),
+    # on a real single-node SLURM; the hicodet target differs only in its partitions and data
+    "HOI_SLURM_PARTITION=debug HOI_SLURM_GPU_PARTITION=debug snakemake --workflow-profile profiles/slurm "
+    "results/demo/metrics.csv": ("tests/test_slurm.py", "demo_on_slurm", '"HOI_SLURM_GPU_PARTITION": "debug"'),
+    "HOI_SLURM_PARTITION=cpu HOI_SLURM_GPU_PARTITION=gpu snakemake --workflow-profile profiles/slurm "
+    "results/hico_rn101/metrics.csv": ("tests/test_slurm.py", "snakemake_on_slurm", '"profiles/slurm"'),
     "HOI_CLUSTER_SCHEDULER=sge snakemake --workflow-profile profiles/cluster-generic results/hico_rn101/metrics.csv": (
         "tests/test_cluster_generic.py", "test_the_profile_runs_jobs_through_the_submit_command",
         '"--workflow-profile", "profiles/cluster-generic"'),

@@ -143,7 +143,7 @@ def test_multi_gpu_training_is_one_job_and_resumes_after_a_requeue(demo_on_slurm
     workdir, env = demo_on_slurm
     run = {"dataset": "demo", "detector": "demo_import",
            "clip": {"model": "hoi-tiny-rn", "pretrained": "results/models/hoi-tiny-rn_random-init.pt"},
-           "model": {"hidden_dim": 128, "spatial_dim": 32}, "loss": {"relatedness_warmup": 4},
+           "model": {"input_size": 192, "hidden_dim": 128, "spatial_dim": 32}, "loss": {"relatedness_warmup": 4},
            "train": {"gpus": 2, "device": "auto", "iterations": 32, "batch_size": 4, "checkpoint_every": 4,
                      "log_every": 1, "num_workers": 2, "precision": "fp32", "lr_milestones": [24]}}  # fmt: skip
     ddp = write_yaml(workdir / "ddp.yaml", {"runs": {"demo_ddp": run}})
