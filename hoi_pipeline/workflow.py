@@ -8,11 +8,14 @@ Shared work is addressed by what determines it, never by the order or names of r
 - a knowledge bank by its dataset split and text model settings:
   `results/shared/banks/{bank}/knowledge_bank.h5`, `{bank}` = `{dataset}-{model}-{digest}`;
 - a training by its dataset split, detector and the computation keys of the clip, model, loss and
-  train sections: `results/shared/train/{training}/`, `{training}` = `{dataset}-{detector}-{model}-{digest}`.
+  train sections: `results/shared/train/{training}/`, `{training}` = `{dataset}-{detector}-{model}-{digest}`;
+- a CLIP-enhanced model (`model.kind: clip_enhanced`, Table 3 Abl 3) by the training it enhances (the run's
+  settings with `model.kind: bilevel`, e.g. Exp 8's training), the bank of its prompts and the clip section:
+  `results/shared/enhanced/{enhanced}/model.pt`, made by the enhance-with-clip stage in place of training.
 Each holds a `settings.yaml` with what its address was computed from. A run sees its training under
 `results/{run}/train/` (links into the shared folder), so adding, removing, renaming or reordering runs
 never moves or reruns another run's outputs, and runs (or ablation presets) that train the same thing
-share one training.
+share one training (Abl 3 links its enhanced model.pt and the losses.csv of the training it enhances).
 
 Rerun triggers: a rule's params are one entry per computation key of the config sections its stage
 reads (`train.iterations = 300`), per option value, and per source file of the code it runs
@@ -251,8 +254,22 @@ def bank_key(project: ProjectConfig, run: RunConfig) -> str:
     return _key([run.dataset, bank_clip(run).model], bank_settings(project, run))
 
 
+def trained_run(run: RunConfig) -> RunConfig:
+    """The settings whose training makes a run's model: for `model.kind: clip_enhanced` (Table 3 Abl 3) the
+    same run with `model.kind: bilevel` (Abl 2 = Exp 8 for the `abl3` preset), whose model.pt the
+    enhance-with-clip stage wraps with CLIP's scores; the run itself otherwise."""
+    if run.model.kind != "clip_enhanced":
+        return run
+    return dataclasses.replace(run, model=dataclasses.replace(run.model, kind="bilevel"))
+
+
+def is_enhanced(run: RunConfig) -> bool:
+    return run.model.kind == "clip_enhanced"
+
+
 def training_settings(project: ProjectConfig, run: RunConfig) -> dict[str, Any]:
     """What decides a run's training: its data, detector and the computation keys of its training sections."""
+    run = trained_run(run)
     dataset = project.datasets[run.dataset]
     split = dataset.train_split
     return {
@@ -269,12 +286,31 @@ def training_key(project: ProjectConfig, run: RunConfig) -> str:
     return _key([run.dataset, run.detector, run.clip.model], training_settings(project, run))
 
 
+def enhanced_settings(project: ProjectConfig, run: RunConfig) -> dict[str, Any]:
+    """What decides a CLIP-enhanced model: the training it enhances, the bank of the prompts CLIP scores
+    (`enhance-with-clip --bank`) and the CLIP model (the clip section)."""
+    return {
+        "kind": run.model.kind,
+        "training": training_key(project, run),
+        "bank": bank_key(project, run),
+        "clip": computation_dict(run.clip),
+    }
+
+
+def enhanced_key(project: ProjectConfig, run: RunConfig) -> str:
+    return _key([run.dataset, run.detector, run.clip.model], enhanced_settings(project, run))
+
+
 def bank_dir(key: str) -> str:
     return f"{SHARED}/banks/{key}"
 
 
 def training_dir(key: str) -> str:
     return f"{SHARED}/train/{key}"
+
+
+def enhanced_dir(key: str) -> str:
+    return f"{SHARED}/enhanced/{key}"
 
 
 def run_dir(run: str) -> str:
@@ -316,6 +352,11 @@ def _value_text(value: Any) -> str:
     return json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
 
 
+# config sections a stage reads from its input files rather than from --config-json: rerun triggers only
+# (enhance-with-clip loads the CLIP model the trained model.pt names, i.e. the run's clip section)
+TRIGGER_SECTIONS: dict[str, tuple[str, ...]] = {"enhance_with_clip": ("clip",)}
+
+
 class Workflow:
     """The config as the rules see it: runs, shared artifacts and each job's settings, inputs and command."""
 
@@ -324,10 +365,13 @@ class Workflow:
         self.runs = all_runs(project)
         self.trainings: dict[str, str] = {}  # training key -> one run that trains it (any: they are equal)
         self.banks: dict[str, str] = {}
+        self.enhanced: dict[str, str] = {}  # enhanced model key -> one run that uses it
         for name in sorted(self.runs):
             run = self.runs[name]
             self.trainings.setdefault(training_key(project, run), name)
             self.banks.setdefault(bank_key(project, run), name)
+            if is_enhanced(run):
+                self.enhanced.setdefault(enhanced_key(project, run), name)
 
     # ---------------------------------------------------------------------------------- lookups
     def run(self, name: str) -> RunConfig:
@@ -352,6 +396,9 @@ class Workflow:
     def bank_of(self, run: str) -> str:
         return bank_key(self.project, self.run(run))
 
+    def enhanced_of(self, run: str) -> str:
+        return enhanced_key(self.project, self.run(run))
+
     def _job_run(self, wildcards: Mapping[str, str]) -> str:
         """The run a job's wildcards stand for (for a shared artifact: one of the runs sharing it)."""
         wildcards = _plain(wildcards)
@@ -359,6 +406,8 @@ class Workflow:
             return wildcards["run"]
         if "training" in wildcards:
             return self.trainings[wildcards["training"]]
+        if "enhanced" in wildcards:
+            return self.enhanced[wildcards["enhanced"]]
         if "bank" in wildcards:
             return self.banks[wildcards["bank"]]
         raise KeyError(f"no run for wildcards {dict(wildcards)}")
@@ -368,7 +417,8 @@ class Workflow:
         """The config sections a job's stage reads, resolved for the job's wildcards."""
         wildcards = _plain(wildcards)
         spec = stage_spec(stage)
-        if not spec.sections:
+        sections = spec.sections + TRIGGER_SECTIONS.get(spec.name, ())
+        if not sections:
             return {}
         if spec.sections == ("synthetic",):
             return {"synthetic": self.project.datasets[wildcards["dataset"]].synthetic}
@@ -377,7 +427,9 @@ class Workflow:
         run = self.run(self._job_run(wildcards))
         if spec.name == "embed_prompts":
             return {"clip": bank_clip(run), "model": bank_model(run)}
-        return {section: getattr(run, section) for section in spec.sections}
+        if spec.name == "train":
+            run = trained_run(run)
+        return {section: getattr(run, section) for section in sections}
 
     def values(self, stage: str, wildcards: Mapping[str, str]) -> dict[str, Any]:
         """The job's `value` options of its stage (split names, folders, ...)."""
@@ -464,10 +516,17 @@ class Workflow:
                 "bank": f"{bank_dir(self.bank_of(run))}/knowledge_bank.h5",
                 "weights": local_weights(cfg.clip.pretrained),
             }
+        if stage == "enhance_with_clip":
+            return {
+                "checkpoint": f"{training_dir(self.training_of(run))}/model.pt",
+                "bank": f"{bank_dir(self.bank_of(run))}/knowledge_bank.h5",
+                "weights": local_weights(cfg.clip.pretrained),  # the CLIP model the checkpoint names
+            }
         if stage == "link_training":
             training = training_dir(self.training_of(run))
-            return {"model": f"{training}/model.pt", "losses": f"{training}/losses.csv",
-                    "settings": f"{training}/settings.yaml",
+            model = enhanced_dir(self.enhanced_of(run)) if is_enhanced(cfg) else training  # Abl 3: the enhanced model
+            return {"model": f"{model}/model.pt", "losses": f"{training}/losses.csv",
+                    "settings": f"{model}/settings.yaml", "training_settings": f"{training}/settings.yaml",
                     "bank": f"{bank_dir(self.bank_of(run))}/knowledge_bank.h5",
                     "bank_settings": f"{bank_dir(self.bank_of(run))}/settings.yaml"}  # fmt: skip
         if stage == "infer":
@@ -532,7 +591,7 @@ class Workflow:
 
         spec = stage_spec(stage)
         params: dict[str, Callable | str] = {}
-        for section in spec.sections:
+        for section in spec.sections + TRIGGER_SECTIONS.get(spec.name, ()):
             for key in spec.reads(section) or self._section_fields(section):
                 params[_param_name(f"set_{section}_{key}")] = self._section_param(stage, section, key)
         for option in spec.options:
@@ -580,7 +639,7 @@ class Workflow:
             run = self._job_run(w)
             cfg = self.run(run)
             if stage == "train":
-                return res.train_job(cfg)
+                return res.train_job(trained_run(cfg))
             if stage == "embed_prompts":
                 return res.embed_prompts_job(bank_clip(cfg))
             split = w.get("split") or self.split(run, "test")

@@ -6,7 +6,9 @@ temporary working directory; the caching tests then dry-run changed configs agai
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import pytest
 import yaml
 
 from hoi_pipeline import workflow as wf
+from hoi_pipeline.config import with_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 REDUCED = {
@@ -53,7 +56,11 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
 def planned_rules(workdir: Path, target: str, *configfiles: Path) -> dict[str, int]:
     """Rule -> job count of a dry run (empty when nothing needs to run)."""
     result = snakemake(workdir, "-n", "--configfile", *map(str, configfiles), "--", target)
-    text = result.stdout + result.stderr
+    return job_counts(result.stdout + result.stderr)
+
+
+def job_counts(text: str) -> dict[str, int]:
+    """Rule -> job count of a dry run's output."""
     if "Nothing to be done" in text:
         return {}
     counts = {}
@@ -106,6 +113,73 @@ def test_ablation_table_plans_each_variant_and_reuses_shared_work(workflow):
     assert counts["train"] == counts["training_settings"] == len(trainings)
     assert counts["infer"] == counts["evaluate"] == counts["link_training"] == 1 + len(presets)
     assert counts["embed_prompts"] == 1 and counts["detect"] == 2 and counts["ablations"] == 1
+
+
+def shell_commands(text: str, command: str) -> list[list[str]]:
+    """The words of each planned `python -m hoi_pipeline {command}` call of a `snakemake -n -p` output."""
+    calls = [line.split("> results/logs")[0] for line in text.splitlines() if f" hoi_pipeline {command} " in line]
+    return [shlex.split(call.split("Shell command:")[-1]) for call in calls]
+
+
+def option(words: list[str], flag: str) -> str:
+    return words[words.index(flag) + 1]
+
+
+def test_abl3_enhances_exp8s_training_instead_of_training_its_own(workflow, tmp_path):
+    """Table 3 Abl 3: enhance-with-clip wraps the model.pt of Exp 8's training (one training for both rows)."""
+    table3 = write_yaml(tmp_path / "table3.yaml", {"runs": {"demo": {"ablations": ["exp8", "abl3"]}}})
+    configs = [str(workflow / "config.yaml"), str(table3)]
+    abl3 = "results/demo/ablations/abl3/metrics.csv"
+    result = snakemake(workflow, "-n", "-p", "--configfile", *configs, "--", abl3)
+    counts = job_counts(result.stdout)
+    assert counts["train"] == counts["enhance_with_clip"] == counts["link_training"] == 1
+    assert counts["infer"] == counts["evaluate"] == 1
+    project = wf.load_workflow_config(yaml.safe_load((workflow / "config.yaml").read_text()))
+    exp8 = wf.training_dir(wf.training_key(project, wf.resolve_run(project, "demo/ablations/exp8")))
+    enhanced = wf.enhanced_dir(wf.enhanced_key(project, wf.resolve_run(project, "demo/ablations/abl3")))
+    [train] = shell_commands(result.stdout, "train")
+    assert option(train, "--out-dir") == exp8  # the base training is Exp 8's, a bi-level model
+    assert json.loads(option(train, "--config-json"))["model"]["kind"] == "bilevel"
+    [enhance] = shell_commands(result.stdout, "enhance-with-clip")
+    assert option(enhance, "--checkpoint") == f"{exp8}/model.pt"
+    assert option(enhance, "--out") == f"{enhanced}/model.pt"
+    assert option(enhance, "--bank").endswith("/knowledge_bank.h5")
+    # the job order: the enhance job after the training, the run's links after the enhance job
+    assert result.stdout.index("rule train:") < result.stdout.index("rule enhance_with_clip:")
+    # both rows in one table: Exp 8's training once, Abl 3 trains nothing of its own
+    both = job_counts(snakemake(workflow, "-n", "--configfile", *configs, "--", abl3,
+                                "results/demo/ablations/exp8/metrics.csv").stdout)  # fmt: skip
+    assert both["train"] == both["training_settings"] == 1 and both["enhance_with_clip"] == 1
+    assert both["link_training"] == both["infer"] == both["evaluate"] == 2
+    table = planned_rules(workflow, "results/demo/ablations.md", workflow / "config.yaml", table3)
+    assert table["train"] == 2 and table["enhance_with_clip"] == 1 and table["evaluate"] == 3  # run, exp8, abl3
+
+
+def test_abl3_addresses_and_rerun_triggers():
+    """The enhanced model's address follows its base training and clip section, not its inference settings."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    project = wf.load_workflow_config(config)
+    workflow = wf.Workflow(project)
+    abl3, exp8 = workflow.run("demo/ablations/abl3"), workflow.run("demo/ablations/exp8")
+    assert abl3.model.kind == "clip_enhanced" and wf.trained_run(abl3).model == exp8.model
+    assert wf.training_key(project, abl3) == wf.training_key(project, exp8)
+    key = wf.enhanced_key(project, abl3)
+    assert workflow.enhanced[key] == "demo/ablations/abl3"
+    links = workflow.inputs("link_training", {"run": "demo/ablations/abl3"})
+    assert links["model"] == f"{wf.enhanced_dir(key)}/model.pt"
+    assert links["losses"] == f"{wf.training_dir(wf.training_key(project, exp8))}/losses.csv"
+    # the train job of the shared address trains the bi-level model, whichever run stands for it
+    training = {"training": wf.training_key(project, exp8)}
+    assert workflow.sections("train", training)["model"].kind == "bilevel"
+    params = workflow.rerun_params("enhance_with_clip")
+    assert {"set_clip_model", "set_clip_pretrained", "code_stages_enhance_with_clip_py"} <= set(params)
+    assert params["set_clip_model"]({"enhanced": key}) == "clip.model = hoi-tiny-rn"
+
+    def changed(overrides: dict) -> str:
+        return wf.enhanced_key(project, with_overrides(abl3, overrides))
+
+    assert changed({"infer": {"gamma": 1.0}}) == key  # inference settings: the same model
+    assert changed({"clip": {"model": "RN50"}}) != key and changed({"train": {"iterations": 3}}) != key
 
 
 def test_multi_gpu_training_launches_torchrun(workflow, tmp_path):
