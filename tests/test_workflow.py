@@ -395,3 +395,44 @@ def test_vcoco_demo_runs_end_to_end(demo_run, tmp_path):
     roles = metrics.set_index("setting").loc[["scenario_1", "scenario_2"], "ap_role"]
     assert roles.between(0, 100).all()
     assert (demo_run / "results/data/vcoco_demo/instances_vcoco_all_2014.json").is_file()  # the official layout
+
+
+@pytest.mark.slow
+def test_abl3_runs_end_to_end_and_reruns_after_its_base_model(demo_copy, tmp_path):
+    """Abl 3 on the reduced demo: Exp 8 trains (a random-init COCO detector's RN50-FPN: no downloads), the
+    enhance job wraps its model.pt, the run infers and evaluates; then what reruns after a code change."""
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn_v2
+
+    from hoi_pipeline.checkpoints import load_trained_model
+    from test_detector_fpn import save_random_detector
+
+    weights = tmp_path / "fasterrcnn_resnet50_fpn_v2.pth"
+    save_random_detector(fasterrcnn_resnet50_fpn_v2, weights)
+    abl3 = write_yaml(tmp_path / "abl3.yaml", {"runs": {"demo": {
+        "model": {"backbone_weights": str(weights)}, "train": {"iterations": 2, "batch_size": 2, "checkpoint_every": 1},
+    }}})  # fmt: skip
+    configs = (demo_copy / "config.yaml", demo_copy / "reduced.yaml", abl3)
+    target = "results/demo/ablations/abl3/metrics.csv"
+    snakemake(demo_copy, "-j2", "--configfile", *map(str, configs), "--", target)
+    metrics = pd.read_csv(demo_copy / target)
+    assert metrics["full"].between(0, 100).all()
+    model = demo_copy / "results/demo/ablations/abl3/train/model.pt"
+    assert model.resolve().parent.parent.name == "enhanced"
+    _, info = load_trained_model(model)
+    assert info.model.kind == "clip_enhanced" and info.model.backbone_source == "coco_detector_fpn"
+    # the model it enhances: the training whose losses.csv the run links, a bi-level Exp 8 model
+    training = (demo_copy / "results/demo/ablations/abl3/train/losses.csv").resolve().parent
+    assert (demo_copy / info.bank["enhanced_checkpoint"]["path"]).resolve() == training / "model.pt"
+    assert yaml.safe_load((training / "settings.yaml").read_text())["model"]["kind"] == "bilevel"
+    assert planned_rules(demo_copy, target, *configs) == {}
+    # the enhance stage's code: only the enhanced model and what reads it
+    stage = demo_copy / "hoi_pipeline/stages/enhance_with_clip.py"
+    original = stage.read_text()
+    stage.write_text(original + "\n\ndef _an_edit():\n    return 1\n")
+    assert set(planned_rules(demo_copy, target, *configs)) == {"enhance_with_clip", "link_training", "infer", "evaluate"}
+    stage.write_text(original)
+    # the base model's training code: a new base model, hence a new enhanced model
+    train = demo_copy / "hoi_pipeline/stages/train.py"
+    train.write_text(train.read_text() + "\n\ndef _an_edit():\n    return 1\n")
+    assert set(planned_rules(demo_copy, target, *configs)) == {"train", "enhance_with_clip", "link_training", "infer",
+                                                               "evaluate"}  # fmt: skip
