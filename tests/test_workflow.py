@@ -401,10 +401,10 @@ def test_vcoco_demo_runs_end_to_end(demo_run, tmp_path):
 def test_abl3_runs_end_to_end_and_reruns_after_its_base_model(demo_copy, tmp_path):
     """Abl 3 on the reduced demo: Exp 8 trains (a random-init COCO detector's RN50-FPN: no downloads), the
     enhance job wraps its model.pt, the run infers and evaluates; then what reruns after a code change."""
+    from test_detector_fpn import save_random_detector
     from torchvision.models.detection import fasterrcnn_resnet50_fpn_v2
 
     from hoi_pipeline.checkpoints import load_trained_model
-    from test_detector_fpn import save_random_detector
 
     weights = tmp_path / "fasterrcnn_resnet50_fpn_v2.pth"
     save_random_detector(fasterrcnn_resnet50_fpn_v2, weights)
