@@ -185,6 +185,12 @@ def embed_prompts_job(clip: ClipConfig, prompts: int = 600) -> JobResources:
                seconds=prompts * figure("embed_cpu_s_per_prompt") / (10 if gpu else 1))  # fmt: skip
 
 
+def enhance_job(run: RunConfig) -> JobResources:
+    """Table 3 Abl 3: a trained model and CLIP's visual tower loaded once and saved together, on a CPU; the
+    models' memory bounded by a training process's (at most a minute of work)."""
+    return job(gpus=0, cpus=1, mem_mb=figure("train_mem_mb", run.clip.model), seconds=60)
+
+
 def train_job(run: RunConfig) -> JobResources:
     """One job with `train.gpus` GPUs (torchrun, one process each) or, with `device: cpu`, as many CPU processes."""
     train = run.train

@@ -515,6 +515,7 @@ class Workflow:
                 "proposals": self.proposals(run, split),
                 "bank": f"{bank_dir(self.bank_of(run))}/knowledge_bank.h5",
                 "weights": local_weights(cfg.clip.pretrained),
+                "backbone_weights": local_weights(cfg.model.backbone_weights),  # Exp 8-10: the detector's weights
             }
         if stage == "enhance_with_clip":
             return {
@@ -635,13 +636,15 @@ class Workflow:
         if stage == "merge_shards":
             dataset = w["dataset"] if "dataset" in w else self.run(w["run"]).dataset
             return res.merge_job(res.split_images(self.project.datasets[dataset], w["split"]))
-        if stage in ("train", "embed_prompts", "infer", "evaluate", "figures"):
+        if stage in ("train", "embed_prompts", "enhance_with_clip", "infer", "evaluate", "figures"):
             run = self._job_run(w)
             cfg = self.run(run)
             if stage == "train":
                 return res.train_job(trained_run(cfg))
             if stage == "embed_prompts":
                 return res.embed_prompts_job(bank_clip(cfg))
+            if stage == "enhance_with_clip":
+                return res.enhance_job(cfg)
             split = w.get("split") or self.split(run, "test")
             images = res.split_images(self.project.datasets[cfg.dataset], split)
             if stage == "infer":
