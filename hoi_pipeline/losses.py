@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from hoi_pipeline.config import LossConfig
-from hoi_pipeline.segments import rank_within_segments, segment_counts
+from hoi_pipeline.segments import segment_counts
 from hoi_pipeline.structures import ModelOutput
 
 
@@ -134,21 +134,39 @@ def relatedness_pseudo_labels(
     some labelled verb of its image, it is among the top `top_k` pairs by that verb's score among
     the pairs whose object class is labelled in the image (b_m = 1). Ties keep the earlier pair.
 
-    The whole batch at once: every pair's rank, per verb, among its image's pairs by score with
-    the other pairs' scores set to -inf (`rank_within_segments`, a stable order); a pair is among
-    the top k = min(top_k, the image's candidates) when its rank is below k.
+    The whole batch at once, without sorting: `top_k` rounds, each adding, for every image and verb, the
+    next pair of the stable descending order of that verb's scores (NaN first, as `torch.sort` puts it;
+    the other pairs' scores set to -inf, as in the per-image loop this replaced) while fewer than
+    k = min(top_k, the image's candidate pairs) are taken. Cost O(top_k * P * A), fixed shapes.
     """
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
+    num_pairs, num_verbs = pair_logits.shape
     num_images = verb_targets.shape[0]
     candidate = object_targets[pair_image, pair_objects] > 0  # (P,) b_m
     scores = pair_logits.float().masked_fill(~candidate[:, None], float("-inf"))  # (P, A)
-    rank = rank_within_segments(scores, pair_image, num_images)  # (P, A)
     candidates = torch.zeros(num_images, dtype=torch.int64, device=pair_image.device)
     candidates.index_add_(0, pair_image, candidate.long())  # (B,) candidate pairs per image
-    k = candidates.clamp(max=top_k)  # (B,) 0 for an image without candidates
-    top = (rank < k[pair_image][:, None]) & (verb_targets[pair_image] > 0)  # (P, A)
-    return top.any(dim=1).float()
+    wanted = candidates.clamp(max=top_k)[pair_image]  # (P,) pairs taken per verb in the pair's image
+    image = pair_image[:, None].expand(-1, num_verbs)  # (P, A)
+    position = torch.arange(num_pairs, device=scores.device)[:, None].expand(-1, num_verbs)  # (P, A)
+    is_nan = scores.isnan()
+    taken = torch.zeros_like(scores, dtype=torch.bool)  # (P, A)
+    for round_ in range(min(top_k, num_pairs)):  # rounds of top-k (a setting), not images
+        left = ~taken
+        nan_left = is_nan & left
+        number_left = left & ~is_nan
+        any_nan = scores.new_zeros((num_images, num_verbs)).scatter_reduce(
+            0, image, nan_left.float(), reduce="amax", include_self=True
+        ) > 0  # (B, A)
+        best = scores.new_full((num_images, num_verbs), float("-inf")).scatter_reduce(
+            0, image, scores.masked_fill(~number_left, float("-inf")), reduce="amax", include_self=True
+        )  # (B, A) the largest score left
+        next_ = torch.where(any_nan[pair_image], nan_left, number_left & (scores == best[pair_image]))  # (P, A)
+        first = torch.full((num_images, num_verbs), num_pairs, dtype=torch.int64, device=scores.device)
+        first = first.scatter_reduce(0, image, position.masked_fill(~next_, num_pairs), reduce="amin")  # (B, A)
+        taken |= (position == first[pair_image]) & (round_ < wanted)[:, None]
+    return (taken & (verb_targets[pair_image] > 0)).any(dim=1).float()
 
 
 def relatedness_loss(

@@ -259,7 +259,7 @@ def selecting_pair_mil_loss(pair_logits, pair_image, verb_targets, normalizer=No
 
 
 def random_pair_batch(generator: torch.Generator):
-    """1-5 images with 0-6 pairs each (empty images included), few distinct scores (ties), -inf and
+    """1-5 images with 0-6 pairs each (empty images included), few distinct scores (ties), -inf, NaN and
     sparse labels (images without labelled verbs or without a labelled object among their pairs)."""
     batch = int(torch.randint(1, 6, (1,), generator=generator))
     counts = torch.randint(0, 7, (batch,), generator=generator)
@@ -267,6 +267,7 @@ def random_pair_batch(generator: torch.Generator):
     pairs, verbs, objects = int(counts.sum()), 4, 3
     pair_logits = torch.randint(-2, 3, (pairs, verbs), generator=generator).float()
     pair_logits[torch.rand(pairs, verbs, generator=generator) < 0.05] = float("-inf")
+    pair_logits[torch.rand(pairs, verbs, generator=generator) < 0.03] = float("nan")  # sorts first, as torch.sort does
     pair_objects = torch.randint(0, objects, (pairs,), generator=generator)
     verb_targets = (torch.rand(batch, verbs, generator=generator) < 0.4).float()
     object_targets = (torch.rand(batch, objects, generator=generator) < 0.5).float()
@@ -291,7 +292,7 @@ def test_pair_mil_loss_equals_selecting_the_images_with_pairs():
     for _ in range(100):
         pair_logits, _, pair_image, verb_targets, _ = random_pair_batch(generator)
         # finite logits without ties, as a network gives (a tied max splits its gradient in scatter_reduce)
-        pair_logits = (pair_logits.clamp(min=-5.0) + torch.rand(pair_logits.shape, generator=generator)).requires_grad_()
+        pair_logits = (pair_logits.nan_to_num(0.0).clamp(min=-5.0) + torch.rand(pair_logits.shape, generator=generator)).requires_grad_()
         expected = selecting_pair_mil_loss(pair_logits, pair_image, verb_targets, normalizer=8)
         found = pair_mil_loss(pair_logits, pair_image, verb_targets, normalizer=8)
         every_image_has_pairs = bool((torch.bincount(pair_image, minlength=verb_targets.shape[0]) > 0).all())
