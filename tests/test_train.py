@@ -271,6 +271,27 @@ def test_train_step_equals_the_step_that_pairs_on_the_device_and_reports_its_pha
     assert not net.backbone._forward_hooks  # the timing hooks are gone
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host-device synchronisation exists only with a GPU")
+def test_train_step_never_waits_for_the_gpu(split):
+    """On a GPU, a step over a host batch queues its work without synchronising (the equality tests above
+    are the CPU's check that the whole-batch code computes what the per-image loops did)."""
+    net, _, samples = accumulation_setup(split)
+    device = torch.device("cuda")
+    net.to(device)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    step = {"scaler": torch.amp.GradScaler("cuda", enabled=False), "loss_config": LOSS, "iteration": 5,
+            "grad_clip": 1.0, "device": device, "precision": "bf16"}  # fmt: skip
+    batches = [collate_samples(samples[:2]), collate_samples(samples[2:])]
+    train_stage.train_step(net, batches, optimizer=optimizer, **step)  # first calls may initialise lazily
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        terms = train_stage.train_step(net, batches, optimizer=optimizer, **step)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(terms.total)
+
+
 def test_training_accumulates_micro_batches(split, tmp_path):
     """The stage with micro-batches of 1 trains the weights a batch of 2 does (same images, same steps)."""
     common = {"iterations": 2, "batch_size": 2, "num_workers": 0, "precision": "fp32", "flip": False}

@@ -19,7 +19,9 @@ RoI features come from layer4, or from layer4 plus layer3 (`model.feature_layers
 goes through a 1x1 convolution P3 to layer4's width, initialised at zero so training starts from the
 layer4-only model, and its RoI grid is added to layer4's before the attention pool. RoIs are pooled
 from the attention pool's projections of the whole maps (`backbone.project_qkv`), exactly equal to
-pooling each RoI grid and far cheaper with many pairs. `build_model` is the one place that wires
+pooling each RoI grid and far cheaper with many pairs. The pairs of the whole batch come from one
+`enumerate_batch_pairs` call (`pair_batch`; the training step makes them on the host and passes
+them in, so the forward pass never waits for the device). `build_model` is the one place that wires
 the components from the config; `forward` only predicts (losses live in `hoi_pipeline/losses.py`).
 """
 
