@@ -14,7 +14,10 @@ batch`, 640 x 480 at 640), or to a square (`--padding square`, 640 x 640, the le
 Prints one line per model and size: parameters, iterations/s, seconds/iteration (wall clock, and
 the CPU time of all threads, which a machine shared with other jobs does not inflate), pairs per image,
 peak memory (CUDA: torch.cuda.max_memory_allocated; CPU: the peak resident set size of a fresh
-process per measurement).
+process per measurement), and the step's time split (`split_s`, seconds per iteration, `train_step`'s
+phases via `hoi_pipeline.timing.PhaseTimer`): data (host pairing and the copy to the device; the
+benchmark's batches are ready, so no loader wait), backbone and pair branch (forward + backward each;
+the pair branch includes the small global head), losses (forward) and optimiser (clipping + AdamW).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from hoi_pipeline.losses import ImageTargets
 from hoi_pipeline.stages import init_clip
 from hoi_pipeline.stages.train import build_optimizer, parameter_counts, prepare_model, resolve_device, train_step
 from hoi_pipeline.structures import Vocabulary
+from hoi_pipeline.timing import PhaseTimer
 
 log = logging.getLogger("bench_train")
 
@@ -114,22 +118,29 @@ def benchmark(model_name: str, input_size: int, args: argparse.Namespace) -> dic
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    def step(i: int) -> None:
-        batch = batches[i % 2].to(device)
-        train_step(net, batch, optimizer=optimizer, scaler=scaler, loss_config=loss, iteration=i,
-                   grad_clip=train.grad_clip, device=device, precision=args.precision)  # fmt: skip
+    def step(i: int, timer: PhaseTimer | None = None) -> None:
+        if timer is not None:
+            timer.start()
+        # the host batch, as the data loader gives it: the step pairs it there and moves it to the device
+        train_step(net, batches[i % 2], optimizer=optimizer, scaler=scaler, loss_config=loss, iteration=i,
+                   grad_clip=train.grad_clip, device=device, precision=args.precision, timer=timer)  # fmt: skip
 
     for i in range(args.warmup):
         step(i)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    timers = [PhaseTimer(device) for _ in range(args.iterations)]  # read after the last step: no extra sync
     start, cpu_start = time.perf_counter(), time.process_time()
     for i in range(args.iterations):
-        step(args.warmup + i)
+        step(args.warmup + i, timers[i])
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = (time.perf_counter() - start) / args.iterations
     cpu_seconds = (time.process_time() - cpu_start) / args.iterations
+    phases: dict[str, float] = {}
+    for timer in timers:
+        for name, value in timer.read().items():
+            phases[name] = phases.get(name, 0.0) + value / args.iterations
     return {
         "model": model_name,
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
@@ -143,6 +154,7 @@ def benchmark(model_name: str, input_size: int, args: argparse.Namespace) -> dic
         "s_per_it": round(seconds, 3),
         "cpu_s_per_it": round(cpu_seconds, 3),  # all threads: the work, whatever else shares the CPU
         "peak_MiB": round(peak_memory_mib(device)),
+        "split_s": ",".join(f"{name.replace(' ', '_')}:{value:.3g}" for name, value in phases.items()),
     }  # fmt: skip
 
 
@@ -162,7 +174,8 @@ def measure_train(**options) -> Measurement:
         "train", f"{result['model']} at {result['input']} px, batch {result['batch']}, {result['precision']}, "
         f"{args.humans}+{args.objects} proposals, {pairs} pairs/image (cap {TrainConfig.max_pairs})",
         device_name(device), images_per_s=args.batch_size / result["s_per_it"], s_per_iteration=result["s_per_it"],
-        peak_mib=result["peak_MiB"], details={"parameters (M)": result["params_M"], "CPU s/iteration": result["cpu_s_per_it"]},
+        peak_mib=result["peak_MiB"], details={"parameters (M)": result["params_M"], "CPU s/iteration": result["cpu_s_per_it"],
+                                              "step split (s)": result["split_s"]},
     )  # fmt: skip
 
 

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from hoi_pipeline.config import LossConfig
+from hoi_pipeline.segments import segment_counts
 from hoi_pipeline.structures import ModelOutput
 
 
@@ -49,9 +50,10 @@ class LossTerms:
         return self.image + self.pair + self.relatedness
 
     def as_floats(self) -> dict[str, float]:
-        values = {f.name: float(getattr(self, f.name).detach()) for f in fields(self)}
-        values["total"] = float(self.total.detach())
-        return values
+        """The terms and their total as Python floats (one host-device synchronisation for all)."""
+        names = [f.name for f in fields(self)]
+        values = torch.stack([getattr(self, name).detach().float() for name in names] + [self.total.detach().float()])
+        return dict(zip([*names, "total"], values.tolist()))
 
     def detached(self) -> LossTerms:
         """The same values without their graphs (what a training step keeps after backward)."""
@@ -96,22 +98,24 @@ def image_verb_logits(
     pooled = pair_logits.new_full((num_images, num_verbs), float("-inf"))
     index = pair_image[:, None].expand(-1, num_verbs)  # (P, A)
     pooled = pooled.scatter_reduce(0, index, pair_logits, reduce="amax", include_self=True)  # (B, A)
-    has_pairs = torch.bincount(pair_image, minlength=num_images) > 0  # (B,)
+    has_pairs = segment_counts(pair_image, num_images) > 0  # (B,)
     return pooled, has_pairs
 
 
 def pair_mil_loss(
     pair_logits: torch.Tensor, pair_image: torch.Tensor, verb_targets: torch.Tensor, normalizer: float | None = None
 ) -> torch.Tensor:
-    """L_p: per image the mean BCE over A verbs of the max over its pairs of s_p (P, A) against (B, A) labels."""
+    """L_p: per image the mean BCE over A verbs of the max over its pairs of s_p (P, A) against (B, A) labels.
+
+    Images without pairs add 0 (their pooled logits are replaced by 0 and their terms masked, rather than
+    selected: selecting images would wait for the device).
+    """
     num_images = verb_targets.shape[0]
     pooled, has_pairs = image_verb_logits(pair_logits.float(), pair_image, num_images)
-    if not bool(has_pairs.any()):
-        return pair_logits.sum() * 0.0  # keeps the graph (and DDP) connected
-    per_element = F.binary_cross_entropy_with_logits(
-        pooled[has_pairs], verb_targets[has_pairs].float(), reduction="none"
-    )  # (B', A)
-    return _per_batch(per_element.mean(dim=1).sum(), normalizer, num_images)
+    pooled = torch.where(has_pairs[:, None], pooled, torch.zeros_like(pooled))  # (B, A) no -inf
+    per_element = F.binary_cross_entropy_with_logits(pooled, verb_targets.float(), reduction="none")  # (B, A)
+    per_image = torch.where(has_pairs, per_element.mean(dim=1), torch.zeros_like(per_element[:, 0]))  # (B,)
+    return _per_batch(per_image.sum(), normalizer, num_images)
 
 
 @torch.no_grad()
@@ -129,25 +133,40 @@ def relatedness_pseudo_labels(
     verb_targets (B, A) and object_targets (B, O) the images' labels. A pair is positive when, for
     some labelled verb of its image, it is among the top `top_k` pairs by that verb's score among
     the pairs whose object class is labelled in the image (b_m = 1). Ties keep the earlier pair.
+
+    The whole batch at once, without sorting: `top_k` rounds, each adding, for every image and verb, the
+    next pair of the stable descending order of that verb's scores (NaN first, as `torch.sort` puts it;
+    the other pairs' scores set to -inf, as in the per-image loop this replaced) while fewer than
+    k = min(top_k, the image's candidate pairs) are taken. Cost O(top_k * P * A), fixed shapes.
     """
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-    labels = torch.zeros(pair_logits.shape[0], dtype=torch.float32, device=pair_logits.device)
-    for b in range(verb_targets.shape[0]):
-        index = torch.nonzero(pair_image == b, as_tuple=True)[0]  # (P_b,)
-        verbs = torch.nonzero(verb_targets[b] > 0, as_tuple=True)[0]  # (V_b,)
-        if index.numel() == 0 or verbs.numel() == 0:
-            continue
-        candidate = object_targets[b, pair_objects[index]] > 0  # (P_b,) b_m
-        if not bool(candidate.any()):
-            continue
-        scores = pair_logits[index][:, verbs].float()  # (P_b, V_b)
-        scores = scores.masked_fill(~candidate[:, None], float("-inf"))
-        k = min(top_k, int(candidate.sum()))
-        # stable descending order: among equal scores the earlier pair wins
-        order = torch.sort(scores, dim=0, descending=True, stable=True).indices[:k]  # (k, V_b)
-        labels[index[order.reshape(-1)]] = 1.0
-    return labels
+    num_pairs, num_verbs = pair_logits.shape
+    num_images = verb_targets.shape[0]
+    candidate = object_targets[pair_image, pair_objects] > 0  # (P,) b_m
+    scores = pair_logits.float().masked_fill(~candidate[:, None], float("-inf"))  # (P, A)
+    candidates = torch.zeros(num_images, dtype=torch.int64, device=pair_image.device)
+    candidates.index_add_(0, pair_image, candidate.long())  # (B,) candidate pairs per image
+    wanted = candidates.clamp(max=top_k)[pair_image]  # (P,) pairs taken per verb in the pair's image
+    image = pair_image[:, None].expand(-1, num_verbs)  # (P, A)
+    position = torch.arange(num_pairs, device=scores.device)[:, None].expand(-1, num_verbs)  # (P, A)
+    is_nan = scores.isnan()
+    taken = torch.zeros_like(scores, dtype=torch.bool)  # (P, A)
+    for round_ in range(min(top_k, num_pairs)):  # rounds of top-k (a setting), not images
+        left = ~taken
+        nan_left = is_nan & left
+        number_left = left & ~is_nan
+        any_nan = scores.new_zeros((num_images, num_verbs)).scatter_reduce(
+            0, image, nan_left.float(), reduce="amax", include_self=True
+        ) > 0  # (B, A)
+        best = scores.new_full((num_images, num_verbs), float("-inf")).scatter_reduce(
+            0, image, scores.masked_fill(~number_left, float("-inf")), reduce="amax", include_self=True
+        )  # (B, A) the largest score left
+        next_ = torch.where(any_nan[pair_image], nan_left, number_left & (scores == best[pair_image]))  # (P, A)
+        first = torch.full((num_images, num_verbs), num_pairs, dtype=torch.int64, device=scores.device)
+        first = first.scatter_reduce(0, image, position.masked_fill(~next_, num_pairs), reduce="amin")  # (B, A)
+        taken |= (position == first[pair_image]) & (round_ < wanted)[:, None]
+    return (taken & (verb_targets[pair_image] > 0)).any(dim=1).float()
 
 
 def relatedness_loss(
@@ -168,7 +187,7 @@ def relatedness_loss(
         relatedness_logits.float(), pseudo_labels.float(), reduction="none"
     )  # (P,)
     if reduction == "mean":
-        pairs_per_image = torch.bincount(pair_image, minlength=num_images).float()  # (B,)
+        pairs_per_image = segment_counts(pair_image, num_images).float()  # (B,)
         per_pair = per_pair / pairs_per_image[pair_image]
     return _per_batch(per_pair.sum(), normalizer, num_images)
 

@@ -223,3 +223,84 @@ def test_micro_batch_losses_add_up_to_the_whole_batch():
 def test_effective_loss_config_drops_image_loss_without_hoi_recognition():
     assert not effective_loss_config(LossConfig(), use_hoi_recognition=False).use_image_loss
     assert effective_loss_config(LossConfig(), use_hoi_recognition=True) == LossConfig()
+
+
+# --------------------------------------------------------------------------------------------
+# whole-batch losses equal the per-image loops they replace
+
+
+def loop_pseudo_labels(pair_logits, pair_objects, pair_image, verb_targets, object_targets, top_k):
+    """The per-image loop the whole-batch `relatedness_pseudo_labels` replaced (the oracle)."""
+    labels = torch.zeros(pair_logits.shape[0])
+    for b in range(verb_targets.shape[0]):
+        index = torch.nonzero(pair_image == b, as_tuple=True)[0]
+        verbs = torch.nonzero(verb_targets[b] > 0, as_tuple=True)[0]
+        if index.numel() == 0 or verbs.numel() == 0:
+            continue
+        candidate = object_targets[b, pair_objects[index]] > 0
+        if not bool(candidate.any()):
+            continue
+        scores = pair_logits[index][:, verbs].float().masked_fill(~candidate[:, None], float("-inf"))
+        k = min(top_k, int(candidate.sum()))
+        order = torch.sort(scores, dim=0, descending=True, stable=True).indices[:k]
+        labels[index[order.reshape(-1)]] = 1.0
+    return labels
+
+
+def selecting_pair_mil_loss(pair_logits, pair_image, verb_targets, normalizer=None):
+    """L_p as it was computed before: selecting the images with pairs (a host-device sync; the oracle)."""
+    pooled, has_pairs = image_verb_logits(pair_logits.float(), pair_image, verb_targets.shape[0])
+    if not bool(has_pairs.any()):
+        return pair_logits.sum() * 0.0
+    per_element = torch.nn.functional.binary_cross_entropy_with_logits(
+        pooled[has_pairs], verb_targets[has_pairs].float(), reduction="none"
+    )
+    return per_element.mean(dim=1).sum() / (normalizer or verb_targets.shape[0])
+
+
+def random_pair_batch(generator: torch.Generator):
+    """1-5 images with 0-6 pairs each (empty images included), few distinct scores (ties), -inf, NaN and
+    sparse labels (images without labelled verbs or without a labelled object among their pairs)."""
+    batch = int(torch.randint(1, 6, (1,), generator=generator))
+    counts = torch.randint(0, 7, (batch,), generator=generator)
+    pair_image = torch.repeat_interleave(torch.arange(batch), counts)
+    pairs, verbs, objects = int(counts.sum()), 4, 3
+    pair_logits = torch.randint(-2, 3, (pairs, verbs), generator=generator).float()
+    pair_logits[torch.rand(pairs, verbs, generator=generator) < 0.05] = float("-inf")
+    pair_logits[torch.rand(pairs, verbs, generator=generator) < 0.03] = float("nan")  # sorts first, as torch.sort does
+    pair_objects = torch.randint(0, objects, (pairs,), generator=generator)
+    verb_targets = (torch.rand(batch, verbs, generator=generator) < 0.4).float()
+    object_targets = (torch.rand(batch, objects, generator=generator) < 0.5).float()
+    return pair_logits, pair_objects, pair_image, verb_targets, object_targets
+
+
+@pytest.mark.parametrize("top_k", [1, 2, 3, 10])
+def test_pseudo_labels_equal_the_per_image_loop(top_k):
+    generator = torch.Generator().manual_seed(top_k)
+    positives = 0
+    for _ in range(200):
+        inputs = random_pair_batch(generator)
+        expected = loop_pseudo_labels(*inputs, top_k)
+        found = relatedness_pseudo_labels(*inputs, top_k=top_k)
+        assert found.dtype == torch.float32 and torch.equal(found, expected)
+        positives += int(expected.sum())
+    assert positives > 50  # the batches did exercise positives
+
+
+def test_pair_mil_loss_equals_selecting_the_images_with_pairs():
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(100):
+        pair_logits, _, pair_image, verb_targets, _ = random_pair_batch(generator)
+        # finite logits without ties, as a network gives (a tied max splits its gradient in scatter_reduce)
+        pair_logits = (pair_logits.nan_to_num(0.0).clamp(min=-5.0) + torch.rand(pair_logits.shape, generator=generator)).requires_grad_()
+        expected = selecting_pair_mil_loss(pair_logits, pair_image, verb_targets, normalizer=8)
+        found = pair_mil_loss(pair_logits, pair_image, verb_targets, normalizer=8)
+        every_image_has_pairs = bool((torch.bincount(pair_image, minlength=verb_targets.shape[0]) > 0).all())
+        if every_image_has_pairs:  # the same sums in the same order
+            assert torch.equal(found, expected)
+        else:  # zeros added for the images without pairs: the sum may round differently
+            torch.testing.assert_close(found, expected, rtol=1e-6, atol=1e-7)
+        (grad,) = torch.autograd.grad(found, pair_logits, allow_unused=True) if pair_logits.shape[0] else (None,)
+        if grad is not None:
+            (expected_grad,) = torch.autograd.grad(expected, pair_logits)
+            torch.testing.assert_close(grad, expected_grad)

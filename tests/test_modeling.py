@@ -371,6 +371,87 @@ def test_image_without_pairs_gives_empty_outputs():
     assert out.global_logits.shape == (1, VOCAB.num_classes)
 
 
+def loop_forward(model, images, boxes, labels, scores, image_sizes, max_pairs):
+    """The model's forward as it was, with a loop over images for the pairs and for the global pooling
+    (the oracle of the whole-batch forward)."""
+    from hoi_pipeline.modeling.backbone import FEATURE_STRIDES
+
+    batch = images.shape[0]
+    features = model.backbone(images.contiguous(memory_format=torch.channels_last))
+    layer4 = features["layer4"]
+    grids = content_grids(image_sizes, layer4.shape[-2:], FEATURE_STRIDES["layer4"]).tolist()
+    pooled = [None] * batch
+    for rows, cols in sorted(set(map(tuple, grids))):
+        members = [b for b, grid in enumerate(grids) if tuple(grid) == (rows, cols)]
+        vectors = model.backbone.pool(layer4[members, :, :rows, :cols])
+        for i, b in enumerate(members):
+            pooled[b] = vectors[i]
+    global_logits = model.hoi_recognition(torch.stack(pooled), model.bank.for_global())
+    pair_list = [enumerate_pairs(labels[b], model.person, scores[b], max_pairs) for b in range(batch)]
+    counts = torch.tensor([len(b) for b in boxes])
+    offsets = torch.cumsum(counts, 0) - counts
+    pairs = torch.cat(pair_list)
+    pair_image = torch.cat([torch.full((len(p),), b, dtype=torch.int64) for b, p in enumerate(pair_list)])
+    flat_boxes = torch.cat(boxes)
+    box_image = torch.repeat_interleave(torch.arange(batch), counts)
+    qkv_maps = model._qkv_maps(features)
+    v_box = model._pool_rois(qkv_maps, flat_boxes, box_image)
+    human, obj = offsets[pair_image] + pairs[:, 0], offsets[pair_image] + pairs[:, 1]
+    boxes_h, boxes_o = flat_boxes[human], flat_boxes[obj]
+    v_sp = model.spatial_encoder(encode_box_pairs(boxes_h, boxes_o, image_sizes[pair_image]))
+    v_p = model.pair_encoder(v_box[human], v_box[obj], v_sp)
+    v_u = model._pool_rois(qkv_maps, union_boxes(boxes_h, boxes_o), pair_image)
+    refined = model.knowledge_transfer(v_p, v_u, model.bank.for_local())
+    pair_logits, relatedness_logits = model.pairwise(refined)
+    return global_logits, pair_logits, relatedness_logits, pairs, pair_image
+
+
+@pytest.mark.parametrize("feature_layers", [("layer4",), ("layer3", "layer4")])
+def test_whole_batch_forward_equals_the_per_image_loops(feature_layers):
+    model = tiny_model(dataclasses.replace(ModelConfig(), feature_layers=feature_layers)).eval()
+    for layer in model.modules():  # a non-zero layer3 projection, so that its RoI grids count
+        if isinstance(layer, torch.nn.Conv2d) and layer.weight.abs().sum() == 0:
+            torch.nn.init.normal_(layer.weight, std=0.1)
+    generator = torch.Generator().manual_seed(3)
+    mixed = torch.tensor([[96, 128], [64, 128], [96, 96], [64, 128], [40, 50]])  # four content grids
+    same = torch.tensor([[96, 128]] * 5)  # one content grid
+    for max_pairs, sizes in ((256, mixed), (3, mixed), (3, same)):  # the cap binds for some images at 3
+        batch = 5
+        images = torch.randn(batch, 3, 96, 128, generator=generator)
+        counts = [4, 0, 5, 3, 6]  # an image without proposals
+        boxes, labels, scores = [], [], []
+        for b, count in enumerate(counts):
+            corner = torch.rand(count, 2, generator=generator) * 30
+            boxes.append(torch.cat([corner, corner + 8 + torch.rand(count, 2, generator=generator) * 30], dim=1))
+            image_labels = torch.randint(0, 3, (count,), generator=generator)
+            labels.append(image_labels if b != 3 else image_labels.clamp(min=1))  # image 3: no human
+            scores.append(torch.randint(1, 4, (count,), generator=generator).float() / 4)  # ties
+        with torch.no_grad():
+            expected = loop_forward(model, images, boxes, labels, scores, sizes, max_pairs)
+            out = model(images, boxes, labels, scores, sizes, max_pairs=max_pairs)
+            host_pairs = model.pair_batch(labels, scores, max_pairs)  # what the training step passes
+            given = model(images, boxes, labels, scores, sizes, max_pairs=max_pairs, pairs=host_pairs)
+        assert 0 < expected[3].shape[0] and not {1, 3} & set(expected[4].tolist())  # images 1, 3: no pairs
+        if max_pairs == 3:  # the cap did bind
+            assert len(model.pair_batch(labels, scores, 1000)) > len(expected[3])
+        for found in (out, given):
+            assert torch.equal(found.global_logits, expected[0])  # bit-identical
+            assert torch.equal(found.pair_logits, expected[1])
+            assert torch.equal(found.relatedness_logits, expected[2])
+            assert torch.equal(found.pairs, expected[3]) and torch.equal(found.pair_image, expected[4])
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+@pytest.mark.parametrize("size", [(64, 96), (96, 128)])  # part of the 3 x 4 cells, all of them
+def test_global_pooling_of_one_grid_equals_the_grouped_pooling(layout, size):
+    model = tiny_model()
+    layer4 = torch.randn(3, 256, 3, 4).contiguous(memory_format=layout)
+    sizes = torch.tensor([size] * 3)  # one content grid: pooled without indexing
+    rows, cols = size[0] // 32, size[1] // 32
+    expected = model.backbone.pool(layer4[[0, 1, 2], :, :rows, :cols])  # what the grouped loop did
+    assert torch.equal(model._pool_images(layer4, sizes), expected)
+
+
 def test_bank_size_must_match_vocabulary():
     with pytest.raises(ValueError, match="5 HOI classes"):
         build_model(clip=ClipConfig(), model=ModelConfig(), vocabulary=VOCAB, bank_embeddings=torch.zeros(4, 8),

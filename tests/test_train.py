@@ -241,6 +241,58 @@ def test_gradient_accumulation_equals_one_large_batch(split, grad_clip):
     assert not torch.allclose(alone_net.pairwise.f_p[2].weight.grad, whole_net.pairwise.f_p[2].weight.grad)
 
 
+def test_train_step_equals_the_step_that_pairs_on_the_device_and_reports_its_phases(split):
+    """The step pairs each batch on the host and hands the pairs to the model: the same losses and update,
+    bit for bit, as letting the model pair the images and reading the pairs' object classes per image."""
+    from hoi_pipeline.losses import compute_losses
+    from hoi_pipeline.modeling.pairing import pair_object_labels
+    from hoi_pipeline.timing import PhaseTimer
+
+    net, reference_net, samples = accumulation_setup(split)
+    batch = collate_samples(samples)
+    step = {"scaler": torch.amp.GradScaler("cuda", enabled=False), "loss_config": LOSS, "iteration": 5,
+            "grad_clip": 0.0, "device": torch.device("cpu"), "precision": "fp32"}  # fmt: skip
+    timer = PhaseTimer(torch.device("cpu"))
+    timer.start()
+    terms = train_stage.train_step(net, batch, optimizer=torch.optim.SGD(net.parameters(), lr=0.5), timer=timer, **step)
+    phases = timer.read()
+    assert list(phases) == ["data", "backbone", "pair branch", "losses", "optimiser"]
+    assert all(seconds >= 0 for seconds in phases.values()) and phases["backbone"] > 0
+
+    optimizer = torch.optim.SGD(reference_net.parameters(), lr=0.5)
+    optimizer.zero_grad()
+    output = reference_net(batch.images, batch.boxes, batch.labels, batch.scores, batch.image_sizes)
+    pair_objects = pair_object_labels(output.pairs, output.pair_image, batch.labels)
+    expected = compute_losses(output, batch.targets, pair_objects, LOSS, 5, normalizer=len(batch))
+    expected.total.backward()
+    optimizer.step()
+    assert expected.relatedness.item() > 0 and terms.as_floats() == expected.as_floats()
+    for (name, a), b in zip(net.named_parameters(), reference_net.parameters()):
+        assert torch.equal(a, b), name
+    assert not net.backbone._forward_hooks  # the timing hooks are gone
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host-device synchronisation exists only with a GPU")
+def test_train_step_never_waits_for_the_gpu(split):
+    """On a GPU, a step over a host batch queues its work without synchronising (the equality tests above
+    are the CPU's check that the whole-batch code computes what the per-image loops did)."""
+    net, _, samples = accumulation_setup(split)
+    device = torch.device("cuda")
+    net.to(device)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    step = {"scaler": torch.amp.GradScaler("cuda", enabled=False), "loss_config": LOSS, "iteration": 5,
+            "grad_clip": 1.0, "device": device, "precision": "bf16"}  # fmt: skip
+    batches = [collate_samples(samples[:2]), collate_samples(samples[2:])]
+    train_stage.train_step(net, batches, optimizer=optimizer, **step)  # first calls may initialise lazily
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        terms = train_stage.train_step(net, batches, optimizer=optimizer, **step)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(terms.total)
+
+
 def test_training_accumulates_micro_batches(split, tmp_path):
     """The stage with micro-batches of 1 trains the weights a batch of 2 does (same images, same steps)."""
     common = {"iterations": 2, "batch_size": 2, "num_workers": 0, "precision": "fp32", "flip": False}

@@ -19,7 +19,9 @@ RoI features come from layer4, or from layer4 plus layer3 (`model.feature_layers
 goes through a 1x1 convolution P3 to layer4's width, initialised at zero so training starts from the
 layer4-only model, and its RoI grid is added to layer4's before the attention pool. RoIs are pooled
 from the attention pool's projections of the whole maps (`backbone.project_qkv`), exactly equal to
-pooling each RoI grid and far cheaper with many pairs. `build_model` is the one place that wires
+pooling each RoI grid and far cheaper with many pairs. The pairs of the whole batch come from one
+`enumerate_batch_pairs` call (`pair_batch`; the training step makes them on the host and passes
+them in, so the forward pass never waits for the device). `build_model` is the one place that wires
 the components from the config; `forward` only predicts (losses live in `hoi_pipeline/losses.py`).
 """
 
@@ -45,7 +47,7 @@ from hoi_pipeline.modeling.backbone import (
 from hoi_pipeline.modeling.hoi_recognition import HOIRecognitionNetwork
 from hoi_pipeline.modeling.knowledge_bank import KnowledgeBank, random_bank
 from hoi_pipeline.modeling.knowledge_transfer import KnowledgeTransferNetwork, PairFeatureEncoder
-from hoi_pipeline.modeling.pairing import enumerate_pairs, union_boxes
+from hoi_pipeline.modeling.pairing import BatchPairs, enumerate_batch_pairs, union_boxes
 from hoi_pipeline.modeling.pairwise_classification import PairwiseClassificationNetwork
 from hoi_pipeline.modeling.spatial_encoding import SpatialEncoder, encode_box_pairs
 from hoi_pipeline.structures import ModelOutput, Vocabulary
@@ -118,52 +120,48 @@ class BiLevelHOIModel(nn.Module):
         scores: Sequence[torch.Tensor] | None = None,
         image_sizes: torch.Tensor | None = None,
         max_pairs: int | None = None,
+        pairs: BatchPairs | None = None,
     ) -> ModelOutput:
         """Predict for B images.
 
         images (B, 3, H, W) normalised; boxes[b] (M_b, 4) proposals in input pixels; labels[b] (M_b,)
         dataset object classes; scores[b] (M_b,) detector scores (rank pairs beyond `max_pairs`);
-        image_sizes (B, 2) (height, width) of the image content inside the padded input (default: H, W).
+        image_sizes (B, 2) (height, width) of the image content inside the padded input (default: H, W);
+        on the host, the global branch's grouping by content grid needs no synchronisation.
+        `pairs`: `pair_batch(labels, scores, max_pairs)` made ahead, e.g. on the host (then the
+        forward pass never waits for the device); made here when None.
         """
         batch = images.shape[0]
         if len(boxes) != batch or len(labels) != batch:
             raise ValueError(f"got {batch} images but {len(boxes)} box sets and {len(labels)} label sets")
         device = images.device
         if image_sizes is None:
-            image_sizes = torch.tensor([images.shape[-2:]] * batch, device=device)
-        image_sizes = image_sizes.to(device)
+            image_sizes = torch.tensor([images.shape[-2:]] * batch)
+        host_sizes = image_sizes  # read by the global branch on the host: pass a host tensor to avoid a sync
+        image_sizes = image_sizes.to(device, non_blocking=True)
         features = self.backbone(images.contiguous(memory_format=torch.channels_last))
 
         # global branch: image-level HOI recognition
         num_classes = self.bank.num_classes
         if self.hoi_recognition is not None:
-            v_g = self._pool_images(features["layer4"], image_sizes)  # (B, Dv)
+            v_g = self._pool_images(features["layer4"], host_sizes)  # (B, Dv)
             global_logits = self.hoi_recognition(v_g, self.bank.for_global())  # (B, N)
         else:
             global_logits = torch.zeros(batch, num_classes, device=device)
 
-        # local branch: pairs of each image's proposals
-        cap = self.max_pairs if max_pairs is None else max_pairs
-        pair_list = [
-            enumerate_pairs(labels[b].to(device), self.person, None if scores is None else scores[b].to(device), cap)
-            for b in range(batch)
-        ]
-        counts = torch.tensor([len(boxes[b]) for b in range(batch)], device=device)
-        offsets = torch.cumsum(counts, 0) - counts  # (B,) first proposal of each image in the flat list
-        pairs = torch.cat(pair_list) if pair_list else torch.zeros((0, 2), dtype=torch.int64, device=device)
-        pair_image = torch.cat(
-            [torch.full((len(p),), b, dtype=torch.int64, device=device) for b, p in enumerate(pair_list)]
-        ) if pair_list else torch.zeros(0, dtype=torch.int64, device=device)  # fmt: skip
-        if pairs.shape[0] == 0:
+        # local branch: pairs of each image's proposals, the whole batch at once
+        if pairs is None:
+            pairs = self.pair_batch(labels, scores, max_pairs)
+        pairs = pairs.to(device, non_blocking=True)
+        if len(pairs) == 0:  # the number of pairs is known on the host: no synchronisation
             empty = global_logits.new_zeros((0, self.num_verbs))
-            return ModelOutput(global_logits, empty, empty[:, 0], pairs, pair_image)
+            return ModelOutput(global_logits, empty, empty[:, 0], pairs.pairs, pairs.pair_image)
 
         flat_boxes = torch.cat([b.to(device=device, dtype=torch.float32) for b in boxes])  # (M, 4)
-        box_image = torch.repeat_interleave(torch.arange(batch, device=device), counts)  # (M,)
+        box_image = pairs.proposal_image  # (M,)
         qkv_maps = self._qkv_maps(features)
         v_box = self._pool_rois(qkv_maps, flat_boxes, box_image)  # (M, Dv)
-        human = offsets[pair_image] + pairs[:, 0]  # (P,) flat proposal index
-        obj = offsets[pair_image] + pairs[:, 1]
+        human, obj, pair_image = pairs.flat[:, 0], pairs.flat[:, 1], pairs.pair_image  # (P,) flat proposal indices
         boxes_h, boxes_o = flat_boxes[human], flat_boxes[obj]  # (P, 4)
 
         v_sp = self.spatial_encoder(encode_box_pairs(boxes_h, boxes_o, image_sizes[pair_image]))  # (P, spatial)
@@ -173,22 +171,52 @@ class BiLevelHOIModel(nn.Module):
             v_u = self._pool_rois(qkv_maps, union_boxes(boxes_h, boxes_o), pair_image)  # (P, Dv)
         refined = self.knowledge_transfer(v_p, v_u, self.bank.for_local())  # (P, hidden)
         pair_logits, relatedness_logits = self.pairwise(refined)  # (P, A), (P,)
-        return ModelOutput(global_logits, pair_logits, relatedness_logits, pairs, pair_image)
+        return ModelOutput(global_logits, pair_logits, relatedness_logits, pairs.pairs, pair_image)
+
+    def pair_batch(
+        self,
+        labels: Sequence[torch.Tensor],
+        scores: Sequence[torch.Tensor] | None = None,
+        max_pairs: int | None = None,
+    ) -> BatchPairs:
+        """The (human, object) pairs of B images' proposals, on the proposals' device (`enumerate_batch_pairs`).
+
+        Pairing has data-dependent shapes: on a GPU it waits for the device. The training step calls
+        it on the host copy of a batch and hands the pairs to `forward`, which then never waits.
+        """
+        cap = self.max_pairs if max_pairs is None else max_pairs
+        counts = torch.tensor([len(lab) for lab in labels], dtype=torch.int64)  # (B,)
+        flat_labels = torch.cat(list(labels)) if labels else torch.zeros(0, dtype=torch.int64)  # (M,)
+        flat_scores = None if scores is None else torch.cat(list(scores)) if scores else torch.zeros(0)
+        return enumerate_batch_pairs(flat_labels, counts.to(flat_labels.device), self.person, flat_scores, cap)
 
     def _pool_images(self, layer4: torch.Tensor, image_sizes: torch.Tensor) -> torch.Tensor:
         """(B, C4, h, w) layer4 maps -> (B, Dv) v_g, each image pooled over its own content cells.
 
-        Images with the same content grid are pooled together; the positional embedding is
-        interpolated to that grid (`attention_pool`).
+        The attention pool's query is the mean of exactly the image's content cells, and CLIP's
+        positional embedding is interpolated to that image's grid (`attention_pool`); images with the
+        same content grid are pooled in one call. Images of different grids cannot share a call without
+        changing v_g (a masked pool over the padded grid would interpolate one embedding for all and sum
+        in another order), so there is one call per distinct grid: one for a batch of one aspect ratio
+        (pooled without indexing), a few for HICO-DET's mix of landscape and portrait images.
+        The grids are read from `image_sizes` (B, 2) on the host: from a host tensor, no synchronisation.
         """
-        grids = content_grids(image_sizes, layer4.shape[-2:], FEATURE_STRIDES["layer4"]).tolist()  # (B, 2)
-        pooled: list[torch.Tensor | None] = [None] * layer4.shape[0]
-        for rows, cols in sorted(set(map(tuple, grids))):
-            members = [b for b, grid in enumerate(grids) if tuple(grid) == (rows, cols)]
-            vectors = self.backbone.pool(layer4[members, :, :rows, :cols])  # (len(members), Dv)
-            for i, b in enumerate(members):
-                pooled[b] = vectors[i]
-        return torch.stack(pooled)  # type: ignore[arg-type]
+        grids = [tuple(g) for g in content_grids(image_sizes, layer4.shape[-2:], FEATURE_STRIDES["layer4"]).tolist()]
+        groups = sorted(set(grids))
+        if len(groups) == 1:
+            rows, cols = groups[0]
+            # copied as indexing copies (same memory layout, so the pool sums in the same order)
+            return self.backbone.pool(layer4[:, :, :rows, :cols].clone(memory_format=torch.preserve_format))
+        members = [[b for b, grid in enumerate(grids) if grid == group] for group in groups]
+        order = torch.tensor([b for images in members for b in images])  # (B,) images grouped by grid
+        index = order.to(layer4.device, non_blocking=True)
+        pooled, start = [], 0
+        for (rows, cols), images in zip(groups, members):
+            chosen = index[start : start + len(images)]
+            pooled.append(self.backbone.pool(layer4[chosen, :, :rows, :cols]))  # (B_g, Dv)
+            start += len(images)
+        inverse = torch.argsort(order).to(layer4.device, non_blocking=True)  # (B,) back to batch order
+        return torch.cat(pooled)[inverse]
 
     def _qkv_maps(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Attention-pool projections of the RoI source maps, once per batch (see `project_qkv`)."""

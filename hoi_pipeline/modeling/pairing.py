@@ -52,15 +52,19 @@ class BatchPairs:
     pairs: torch.Tensor  # (P, 2) int64 (human, object) proposal indices within the pair's image
     pair_image: torch.Tensor  # (P,) int64 image of each pair
     flat: torch.Tensor  # (P, 2) int64 the same proposals as indices into the batch's flat proposal list
+    proposal_image: torch.Tensor  # (M,) int64 image of each proposal of the flat list
 
     def __len__(self) -> int:
         return self.pairs.shape[0]
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> BatchPairs:
-        return BatchPairs(*(t.to(device, non_blocking=non_blocking) for t in (self.pairs, self.pair_image, self.flat)))
+        return BatchPairs(*(t.to(device, non_blocking=non_blocking) for t in self._tensors()))
 
     def pin_memory(self) -> BatchPairs:
-        return BatchPairs(self.pairs.pin_memory(), self.pair_image.pin_memory(), self.flat.pin_memory())
+        return BatchPairs(*(t.pin_memory() for t in self._tensors()))
+
+    def _tensors(self) -> tuple[torch.Tensor, ...]:
+        return self.pairs, self.pair_image, self.flat, self.proposal_image
 
 
 def enumerate_batch_pairs(
@@ -97,7 +101,7 @@ def enumerate_batch_pairs(
         chosen = rank < max_pairs
         human, obj, pair_image = human[chosen], obj[chosen], pair_image[chosen]
     flat = torch.stack([human, obj], dim=1)  # (P, 2)
-    return BatchPairs(flat - starts[pair_image][:, None], pair_image, flat)
+    return BatchPairs(flat - starts[pair_image][:, None], pair_image, flat, image)
 
 
 def union_boxes(boxes_h: torch.Tensor, boxes_o: torch.Tensor) -> torch.Tensor:

@@ -69,6 +69,7 @@ from hoi_pipeline.losses import LossTerms, compute_losses, effective_loss_config
 from hoi_pipeline.modeling.model import BiLevelHOIModel, build_model
 from hoi_pipeline.modeling.pairing import pair_object_labels
 from hoi_pipeline.structures import HOIAnnotations, Vocabulary
+from hoi_pipeline.timing import NoTimer, PhaseTimer
 from hoi_pipeline.training_state import (
     LOSSES_FILE,
     MODEL_FILE,
@@ -218,6 +219,7 @@ def train_step(
     grad_clip: float,
     device: torch.device,
     precision: str,
+    timer: PhaseTimer | None = None,
 ) -> LossTerms:
     """One optimizer step over the micro-batches of an iteration (or one batch): forward, losses and
     backward per micro-batch, gradients accumulated, then clipping and the step.
@@ -226,30 +228,79 @@ def train_step(
     so the accumulated gradient and the returned terms (summed over the micro-batches) are those of
     one batch of all the images. Under DistributedDataParallel the gradients are reduced once, with
     the last micro-batch. Batches move to `device` one at a time.
+
+    No host-device synchronisation when the batches come on the host (as the data loader gives them):
+    the pairs and their object classes are made there (`BiLevelHOIModel.pair_batch`), before the
+    batch moves, and everything after works on the whole batch with fixed-size segment operations.
+    `timer` (`hoi_pipeline.timing`) receives the phases "data" (host pairing and the copy to the device),
+    "backbone" and "pair branch" (forward and backward; the pair branch includes the small global head),
+    "losses" (forward) and "optimiser" (clipping and the step).
     """
+    timer = timer or NoTimer()
+    net = getattr(model, "module", model)  # under DistributedDataParallel
     parts = [batches] if isinstance(batches, HOIBatch) else list(batches)
     images = sum(len(part) for part in parts)
+    hooks = _mark_backbone_phases(net, timer) if not isinstance(timer, NoTimer) else []
     optimizer.zero_grad(set_to_none=True)
     totals: list[LossTerms] = []
-    for number, part in enumerate(parts):
-        part = part.to(device, non_blocking=True)
-        last = number == len(parts) - 1
-        sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
-        with sync:
-            with autocast(device, precision):
-                output = model(part.images, part.boxes, part.labels, part.scores, part.image_sizes)
-            pair_objects = pair_object_labels(output.pairs, output.pair_image, part.labels)
-            terms = compute_losses(output, part.targets, pair_objects, loss_config, iteration, normalizer=images)
-            if terms.total.requires_grad:
-                scaler.scale(terms.total).backward()
-        totals.append(terms.detached())
-    if any(p.grad is not None for group in optimizer.param_groups for p in group["params"]):
-        if grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
+    try:
+        for number, host in enumerate(parts):
+            pairs, pair_objects = None, None
+            if hasattr(net, "pair_batch"):  # pairs made where the batch is (the host, from the loader)
+                pairs = net.pair_batch(host.labels, host.scores)
+                flat_labels = torch.cat(list(host.labels)) if len(host) else torch.zeros(0, dtype=torch.int64)
+                pair_objects = flat_labels[pairs.flat[:, 1]].long().to(device, non_blocking=True)  # (P,)
+                pairs = pairs.to(device, non_blocking=True)
+            part = host.to(device, non_blocking=True)
+            timer.mark("data")
+            last = number == len(parts) - 1
+            sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+            with sync:
+                with autocast(device, precision):
+                    extra = {} if pairs is None else {"pairs": pairs}
+                    output = model(part.images, part.boxes, part.labels, part.scores, host.image_sizes, **extra)
+                timer.mark("pair branch")
+                if pair_objects is None:
+                    pair_objects = pair_object_labels(output.pairs, output.pair_image, part.labels)
+                terms = compute_losses(output, part.targets, pair_objects, loss_config, iteration, normalizer=images)
+                timer.mark("losses")
+                if terms.total.requires_grad:
+                    scaler.scale(terms.total).backward()
+                timer.mark("backbone")  # from the backward pass reaching the backbone's outputs
+            totals.append(terms.detached())
+        if any(p.grad is not None for group in optimizer.param_groups for p in group["params"]):
+            if grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+        timer.mark("optimiser")
+    finally:
+        for hook in hooks:
+            hook.remove()
     return LossTerms.sum(totals)
+
+
+def _mark_backbone_phases(net: nn.Module, timer: PhaseTimer) -> list[torch.utils.hooks.RemovableHandle]:
+    """Hooks that mark "backbone" when its forward ends and "pair branch" when the backward pass first
+    reaches one of its outputs (the heads' backward is then done, up to a layer3 path's last steps)."""
+    if not hasattr(net, "backbone"):
+        return []
+
+    def after_forward(module: nn.Module, inputs: object, outputs: dict[str, torch.Tensor]) -> None:
+        timer.mark("backbone")
+        reached: list[bool] = []
+
+        def on_gradient(grad: torch.Tensor) -> None:
+            if not reached:
+                reached.append(True)
+                timer.mark("pair branch")
+
+        for tensor in outputs.values():
+            if tensor.requires_grad:
+                tensor.register_hook(on_gradient)
+
+    return [net.backbone.register_forward_hook(after_forward)]
 
 
 # --------------------------------------------------------------------------------------------
