@@ -131,6 +131,28 @@ def test_batches_are_padded_to_their_largest_image(tmp_path):
     assert torch.all(batch.images[1, :, :80, :32] == 2.0) and torch.all(batch.images[1, :, :, 32:] == 0)
 
 
+def test_pinned_batches_pin_every_tensor_the_device_receives(tmp_path, monkeypatch):
+    """The DataLoader's pin_memory reaches each tensor `HOIBatch.to` copies (pinning itself needs CUDA)."""
+    Image.fromarray(np.full((60, 100, 3), 255, np.uint8)).save(tmp_path / "a.png")
+    proposals = [Proposals("a.png", [[0, 0, 10, 10], [5, 5, 20, 20]], [0.9, 0.8], [0, 1])]
+    dataset = HOIImageDataset(images=tmp_path, filenames=["a.png"], proposals=proposals, vocabulary=VOCAB,
+                              preprocessing=Preprocessing(80, PRE.mean, PRE.std))  # fmt: skip
+    batch = collate_samples([dataset[0]])
+    pinned_ids: set[int] = set()
+
+    def fake_pin(tensor: torch.Tensor) -> torch.Tensor:
+        copy = tensor.clone()
+        pinned_ids.add(id(copy))
+        return copy
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", fake_pin)
+    pinned = batch.pin_memory()
+    moved = [pinned.images, pinned.image_sizes, *pinned.boxes, *pinned.scores, *pinned.labels,
+             pinned.targets.hoi, pinned.targets.verb, pinned.targets.object]  # fmt: skip
+    assert all(id(t) in pinned_ids for t in moved)
+    assert torch.equal(pinned.images, batch.images) and pinned.filenames == batch.filenames
+
+
 def test_image_without_proposals_batches_and_runs(tmp_path):
     Image.fromarray(np.zeros((30, 20, 3), np.uint8)).save(tmp_path / "b.png")
     dataset = HOIImageDataset(images=tmp_path, filenames=["b.png"], proposals=[Proposals("b.png", [], [], [])],

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,9 +109,14 @@ class HOIBatch:
         return len(self.filenames)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> HOIBatch:
-        def move(t: torch.Tensor) -> torch.Tensor:
-            return t.to(device, non_blocking=non_blocking)
+        """The model's inputs and the targets on `device` (the host-side bookkeeping stays)."""
+        return self._map_model_tensors(lambda t: t.to(device, non_blocking=non_blocking))
 
+    def pin_memory(self) -> HOIBatch:
+        """The DataLoader's `pin_memory=True`: page-locked copies, so `to(cuda, non_blocking=True)` does not wait."""
+        return self._map_model_tensors(torch.Tensor.pin_memory)
+
+    def _map_model_tensors(self, move: Callable[[torch.Tensor], torch.Tensor]) -> HOIBatch:
         return HOIBatch(
             indices=self.indices,
             filenames=self.filenames,
