@@ -12,6 +12,7 @@
 #   results/proposals/{dataset}/{detector}/{split}.h5  human/object proposals (detect)
 #   results/shared/banks/{bank}/                       knowledge bank W_T + settings.yaml (embed_prompts)
 #   results/shared/train/{training}/                   model.pt, losses.csv, checkpoints/, settings.yaml (train)
+#   results/shared/enhanced/{enhanced}/                model.pt, settings.yaml: Table 3 Abl 3 (enhance_with_clip)
 #   results/{run}/train/, results/{run}/knowledge_bank.h5   links to the run's shared training and bank
 #   results/{run}/detections_{split}.h5                HOI detection tuples (infer)
 #   results/{run}/metrics.csv, per_class_ap.csv, table.md   evaluation (evaluate)
