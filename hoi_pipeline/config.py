@@ -299,7 +299,10 @@ class TrainConfig:
     reproducible bit for bit (CPU runs always use torch's deterministic kernels).
     """
 
-    RUNTIME: ClassVar[tuple[str, ...]] = ("num_workers", "log_every", "checkpoint_every", "device", "gpus")
+    # how a run executes, not what it computes (the order of floating-point sums aside): no rerun, resumable
+    RUNTIME: ClassVar[tuple[str, ...]] = (
+        "num_workers", "log_every", "checkpoint_every", "device", "gpus", "compile", "fused_optimizer",
+    )  # fmt: skip
 
     iterations: int = 60000
     batch_size: int = 96  # global batch per optimizer step (the paper: 24 per GPU x 4 GPUs)
@@ -320,6 +323,10 @@ class TrainConfig:
     log_every: int = 20
     max_pairs: int = 256  # cap on human-object pairs per training image (highest s_h * s_o kept; not in the paper)
     flip: bool = True  # random horizontal flip (a function of seed and sample position, so resumable; not in the paper)
+    # GPU throughput (README "Performance"): torch.compile the visual backbone (its first steps compile, and
+    # every new padded input shape recompiles); AdamW's fused CUDA kernels (CPU runs use the foreach ones)
+    compile: bool = False
+    fused_optimizer: bool = True
 
     def __post_init__(self) -> None:
         if self.iterations < 0:

@@ -57,6 +57,7 @@ from torch import nn
 
 from hoi_pipeline.artifacts import atomic_path
 from hoi_pipeline.checkpoints import load_file, save_file, unwrap
+from hoi_pipeline.config import ClipConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ LOSSES_FILE = "losses.csv"
 MODEL_FILE = "model.pt"
 SUPERSEDED_DIR = Path("checkpoints") / "superseded"
 # keys that change how a run executes, not what it computes (see the module docstring)
-RUNTIME_KEYS = {"clip": ("device",), "train": ("num_workers", "log_every", "checkpoint_every", "device", "gpus")}
+RUNTIME_KEYS = {"clip": ClipConfig.RUNTIME, "train": TrainConfig.RUNTIME}
 TARGET_KEY = "iterations"  # train.iterations: how far to go, not which training
 CUBLAS_WORKSPACE = ":4096:8"  # what cuBLAS needs for deterministic results (CUDA >= 10.2)
 

@@ -328,6 +328,22 @@ def test_training_accumulates_micro_batches(split, tmp_path):
         [r["loss_total"] for r in read_csv(tmp_path / "micro" / "losses.csv")])  # fmt: skip
 
 
+def test_compile_compiles_the_backbone_in_place(split, tmp_path, monkeypatch):
+    """train.compile: `nn.Module.compile` on the backbone, so checkpoint keys stay those of the plain module.
+
+    (Inductor on this CPU takes minutes per shape, too long for the suite; run once by hand with the real
+    torch.compile, 2 iterations: the same keys and weights to 1e-5.)"""
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kwargs: compiled.append((type(self), kwargs)))
+    common = {"iterations": 1, "batch_size": 2, "num_workers": 0, "precision": "fp32", "flip": False}
+    run_training(split, tmp_path / "compiled", TrainConfig(**common, compile=True))
+    assert [(kind.__name__, kwargs) for kind, kwargs in compiled] == [("CLIPResNetBackbone", {"dynamic": True})]
+    run_training(split, tmp_path / "plain", TrainConfig(**common))
+    assert len(compiled) == 1
+    keys = torch.load(tmp_path / "compiled" / "model.pt", weights_only=True)["state_dict"].keys()
+    assert all("_orig_mod" not in key for key in keys)
+
+
 def test_batch_settings_are_checked():
     assert TrainConfig().batch_size == 96 and TrainConfig().micro_batches == (24, 4)  # the paper's 24 x 4
     assert TrainConfig(gpus=4).micro_batches == (24, 1)

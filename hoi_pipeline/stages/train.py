@@ -184,7 +184,8 @@ def prepare_model(
 
 
 def build_optimizer(model: BiLevelHOIModel, train: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with the backbone and head learning rates; no weight decay on biases, norms and scalars."""
+    """AdamW with the backbone and head learning rates; no weight decay on biases, norms and scalars; fused
+    CUDA kernels for a model on a GPU when `train.fused_optimizer` (one kernel launch per step)."""
     backbone, rest = model.parameter_groups()
     groups = []
     for name, params, lr in (("backbone", backbone, train.lr_backbone), ("head", rest, train.lr_head)):
@@ -192,7 +193,8 @@ def build_optimizer(model: BiLevelHOIModel, train: TrainConfig) -> torch.optim.A
         no_decay = [p for p in params if p.ndim < 2]
         groups.append({"name": name, "params": decay, "lr": lr, "weight_decay": train.weight_decay})
         groups.append({"name": f"{name}_no_decay", "params": no_decay, "lr": lr, "weight_decay": 0.0})
-    return torch.optim.AdamW([g for g in groups if g["params"]])
+    on_gpu = next(model.parameters()).device.type == "cuda"
+    return torch.optim.AdamW([g for g in groups if g["params"]], fused=train.fused_optimizer and on_gpu or None)
 
 
 def parameter_counts(model: BiLevelHOIModel) -> dict[str, int]:
@@ -351,6 +353,8 @@ def run(
             torch=str(torch.__version__), deterministic=torch.are_deterministic_algorithms_enabled(),
         )  # fmt: skip
         state = new_training_state(net.to(device).train(), train, identity, runtime)
+        if train.compile:  # in place: parameter names and checkpoints stay those of the plain module
+            state.model.backbone.compile(dynamic=True)
         # resume (or move another training's state aside)
         start_or_resume(state, saved, decision, out_dir=out_dir, processes=processes, iterations=train.iterations)
         saved_at = state.iteration if decision.resume else None
