@@ -56,6 +56,9 @@ COVERED: dict[str, tuple[str, str, str]] = {
     "python benchmarks/run_all.py --device cuda": (
         "tests/test_benchmarks.py", "test_run_all_quick_on_the_cpu_writes_one_table_with_a_row_per_stage",
         'str(RUN_ALL), "--device"'),
+    "python benchmarks/run_all.py --device cpu": (
+        "tests/test_benchmarks.py", "test_run_all_quick_on_the_cpu_writes_one_table_with_a_row_per_stage",
+        '"--device", "cpu"'),
     "python benchmarks/bench_deviations.py": (
         "tests/test_benchmarks.py", "test_bench_deviations_trains_the_demo_under_a_switch", "bench_deviations.py"),
     "python -m hoi_pipeline config-schema": (
