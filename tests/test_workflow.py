@@ -234,6 +234,7 @@ def test_a_paper_size_backbone_runs_through_the_dag(demo_run, tmp_path):
     """CLIP RN50 (random init: no downloads here) through embed, train, infer and evaluate on the demo data."""
     rn50 = write_yaml(tmp_path / "rn50.yaml", {"runs": {"demo_rn50": {
         "dataset": "demo", "detector": "demo_import", "clip": {"model": "RN50", "pretrained": None},
+        "model": {"input_size": 224},  # CLIP RN50's own size: the demo's 128 px images need no 640 px input
         "train": {"iterations": 2, "batch_size": 2, "num_workers": 0, "checkpoint_every": 1},
         "infer": {"batch_size": 8, "num_workers": 0},
     }}})  # fmt: skip
