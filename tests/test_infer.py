@@ -237,3 +237,26 @@ def test_unreadable_checkpoint_is_a_one_line_error(tmp_path, caplog, damage):
     assert "\n" not in errors[0] and "weights_only" not in errors[0]
     assert ("truncated or corrupt" in errors[0]) == (damage == "truncated")
     assert not out.exists() and not (out.parent.exists() and list(out.parent.iterdir()))
+
+
+def test_host_made_pairs_give_the_detections_of_device_pairing(tmp_path):
+    """predict_batch hands the model pairs made on the host; the detections equal the model pairing itself."""
+    from hoi_pipeline.checkpoints import load_trained_model
+    from hoi_pipeline.datasets.hoi_images import HOIImageDataset, collate_samples
+    from hoi_pipeline.stages.infer import NO_PAIR_CAP, predict_batch
+
+    annotations, images, proposals_path, proposals = write_tiny_split(tmp_path)
+    write_tiny_checkpoint(tmp_path / "model.pt", VOCABULARY)
+    model, info = load_trained_model(tmp_path / "model.pt")
+    dataset = HOIImageDataset(images=images, filenames=[p.filename for p in proposals], proposals=proposals,
+                              vocabulary=VOCABULARY, preprocessing=info.preprocessing)  # fmt: skip
+    batch = collate_samples([dataset[i] for i in range(len(dataset))])
+    infer_config = InferConfig(top_k=0)
+    found = predict_batch(model.eval(), batch, proposals, LOOKUP, infer_config, torch.device("cpu"))
+    with torch.inference_mode():
+        output = model(batch.images, batch.boxes, batch.labels, batch.scores, batch.image_sizes, max_pairs=NO_PAIR_CAP)
+    expected = detections_from_output(output, proposals, LOOKUP, infer_config)
+    assert sum(len(d) for d in found) > 0
+    for got, want in zip(found, expected):
+        for name in ("boxes_h", "boxes_o", "hoi", "score"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))

@@ -308,15 +308,15 @@ def predict_batch(
     infer: InferConfig,
     device: torch.device,
 ) -> list[HOIDetections]:
-    """Detections of one collated batch; `proposals` are its images' proposals in original coordinates."""
+    """Detections of one collated batch; `proposals` are its images' proposals in original coordinates.
+
+    The bi-level model gets its pairs and content sizes from the host copy of the batch, as in training,
+    so its forward pass never waits for the device; the detections are read back once at the end.
+    """
+    max_pairs = infer.max_pairs or NO_PAIR_CAP
+    extra = {"pairs": model.pair_batch(batch.labels, batch.scores, max_pairs)} if hasattr(model, "pair_batch") else {}
+    host_sizes = batch.image_sizes
     batch = batch.to(device, non_blocking=True)
     with autocast(device, infer.precision):
-        output = model(
-            batch.images,
-            batch.boxes,
-            batch.labels,
-            batch.scores,
-            batch.image_sizes,
-            max_pairs=infer.max_pairs or NO_PAIR_CAP,
-        )
+        output = model(batch.images, batch.boxes, batch.labels, batch.scores, host_sizes, max_pairs=max_pairs, **extra)
     return detections_from_output(output, proposals, hoi_lookup, infer)
