@@ -47,7 +47,7 @@ from hoi_pipeline.modeling.backbone import (
 from hoi_pipeline.modeling.hoi_recognition import HOIRecognitionNetwork
 from hoi_pipeline.modeling.knowledge_bank import KnowledgeBank, random_bank
 from hoi_pipeline.modeling.knowledge_transfer import KnowledgeTransferNetwork, PairFeatureEncoder
-from hoi_pipeline.modeling.pairing import BatchPairs, enumerate_batch_pairs, union_boxes
+from hoi_pipeline.modeling.pairing import BatchPairs, pair_images, union_boxes
 from hoi_pipeline.modeling.pairwise_classification import PairwiseClassificationNetwork
 from hoi_pipeline.modeling.spatial_encoding import SpatialEncoder, encode_box_pairs
 from hoi_pipeline.structures import ModelOutput, Vocabulary
@@ -179,16 +179,12 @@ class BiLevelHOIModel(nn.Module):
         scores: Sequence[torch.Tensor] | None = None,
         max_pairs: int | None = None,
     ) -> BatchPairs:
-        """The (human, object) pairs of B images' proposals, on the proposals' device (`enumerate_batch_pairs`).
+        """The (human, object) pairs of B images' proposals, on the proposals' device (`pairing.pair_images`).
 
         Pairing has data-dependent shapes: on a GPU it waits for the device. The training step calls
         it on the host copy of a batch and hands the pairs to `forward`, which then never waits.
         """
-        cap = self.max_pairs if max_pairs is None else max_pairs
-        counts = torch.tensor([len(lab) for lab in labels], dtype=torch.int64)  # (B,)
-        flat_labels = torch.cat(list(labels)) if labels else torch.zeros(0, dtype=torch.int64)  # (M,)
-        flat_scores = None if scores is None else torch.cat(list(scores)) if scores else torch.zeros(0)
-        return enumerate_batch_pairs(flat_labels, counts.to(flat_labels.device), self.person, flat_scores, cap)
+        return pair_images(labels, self.person, scores, self.max_pairs if max_pairs is None else max_pairs)
 
     def _pool_images(self, layer4: torch.Tensor, image_sizes: torch.Tensor) -> torch.Tensor:
         """(B, C4, h, w) layer4 maps -> (B, Dv) v_g, each image pooled over its own content cells.

@@ -6,7 +6,8 @@ As in SCG / UPT: every detected human is paired with every other detection, huma
 choice is deterministic).
 
 `enumerate_pairs` pairs one image's proposals; `enumerate_batch_pairs` a whole batch's at once, with
-the same pairs in the same order, from the flat proposal list (no loop over images).
+the same pairs in the same order, from the flat proposal list (no loop over images); `pair_images`
+takes the batch as per-image lists, as the models get it.
 """
 
 from __future__ import annotations
@@ -102,6 +103,22 @@ def enumerate_batch_pairs(
         human, obj, pair_image = human[chosen], obj[chosen], pair_image[chosen]
     flat = torch.stack([human, obj], dim=1)  # (P, 2)
     return BatchPairs(flat - starts[pair_image][:, None], pair_image, flat, image)
+
+
+def pair_images(
+    labels: Sequence[torch.Tensor],
+    person: int,
+    scores: Sequence[torch.Tensor] | None = None,
+    max_pairs: int | None = None,
+) -> BatchPairs:
+    """The pairs of B images given per image ((M_b,) labels [and scores]), on the proposals' device.
+
+    What every model's `pair_batch` does; on the host copy of a batch it never waits for a GPU.
+    """
+    counts = torch.tensor([len(lab) for lab in labels], dtype=torch.int64)  # (B,)
+    flat_labels = torch.cat(list(labels)) if labels else torch.zeros(0, dtype=torch.int64)  # (M,)
+    flat_scores = None if scores is None else torch.cat(list(scores)) if scores else torch.zeros(0)
+    return enumerate_batch_pairs(flat_labels, counts.to(flat_labels.device), person, flat_scores, max_pairs)
 
 
 def union_boxes(boxes_h: torch.Tensor, boxes_o: torch.Tensor) -> torch.Tensor:

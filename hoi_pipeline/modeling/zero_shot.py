@@ -49,7 +49,7 @@ from torchvision.ops import roi_align
 from hoi_pipeline.config import ClipConfig, ModelConfig
 from hoi_pipeline.modeling.backbone import CLIPResNetBackbone
 from hoi_pipeline.modeling.knowledge_bank import KnowledgeBank
-from hoi_pipeline.modeling.pairing import enumerate_pairs, union_boxes
+from hoi_pipeline.modeling.pairing import BatchPairs, pair_images, union_boxes
 from hoi_pipeline.structures import ModelOutput, Vocabulary
 
 CLIP_LOGIT_SCALE = 100.0  # exp(logit_scale) of every released OpenAI CLIP model (clamped there at 100)
@@ -142,33 +142,37 @@ class CLIPZeroShotModel(nn.Module):
         scores: Sequence[torch.Tensor] | None = None,
         image_sizes: torch.Tensor | None = None,
         max_pairs: int | None = None,
+        pairs: BatchPairs | None = None,
     ) -> ModelOutput:
         """Same inputs and output type as `BiLevelHOIModel.forward`; s_g and s_b are zeros."""
         batch, device = images.shape[0], images.device
         if len(boxes) != batch or len(labels) != batch:
             raise ValueError(f"got {batch} images but {len(boxes)} box sets and {len(labels)} label sets")
-        cap = self.max_pairs if max_pairs is None else max_pairs
-        pair_list = [
-            enumerate_pairs(labels[b].to(device), self.person, None if scores is None else scores[b].to(device), cap)
-            for b in range(batch)
-        ]
-        pairs = torch.cat(pair_list)  # (P, 2)
-        pair_image = torch.cat([torch.full((len(p),), b, dtype=torch.int64, device=device)
-                                for b, p in enumerate(pair_list)])  # fmt: skip
+        pairs = (self.pair_batch(labels, scores, max_pairs) if pairs is None else pairs).to(device)
+        pair_image = pairs.pair_image
         global_logits = torch.zeros(batch, self.bank.num_classes, device=device)  # (B, N), switched off
-        if pairs.shape[0] == 0:
+        if len(pairs) == 0:
             empty = global_logits.new_zeros((0, self.num_verbs))
-            return ModelOutput(global_logits, empty, empty[:, 0], pairs, pair_image)
+            return ModelOutput(global_logits, empty, empty[:, 0], pairs.pairs, pair_image)
 
-        image_boxes = [boxes[b].to(device=device, dtype=torch.float32) for b in range(batch)]
-        boxes_h = torch.cat([image_boxes[b][p[:, 0]] for b, p in enumerate(pair_list)])  # (P, 4)
-        boxes_o = torch.cat([image_boxes[b][p[:, 1]] for b, p in enumerate(pair_list)])
-        object_labels = torch.cat([labels[b].to(device)[p[:, 1]] for b, p in enumerate(pair_list)]).long()  # (P,)
+        flat_boxes = torch.cat([b.to(device=device, dtype=torch.float32) for b in boxes])  # (M, 4)
+        flat_labels = torch.cat([lab.to(device) for lab in labels]).long()  # (M,)
+        boxes_h, boxes_o = flat_boxes[pairs.flat[:, 0]], flat_boxes[pairs.flat[:, 1]]  # (P, 4)
+        object_labels = flat_labels[pairs.flat[:, 1]]  # (P,)
         crops = crop_boxes(images.float(), square_boxes(union_boxes(boxes_h, boxes_o)), pair_image, self.crop_size)
         v_u = self.encode_crops(crops.to(images.dtype))  # (P, D)
         similarities = v_u @ F.normalize(self.bank.weight.float(), dim=-1).T  # (P, N)
         pair_logits = zero_shot_pair_logits(similarities, object_labels, self.hoi_lookup, self.logit_scale)
-        return ModelOutput(global_logits, pair_logits, pair_logits.new_zeros(pairs.shape[0]), pairs, pair_image)
+        return ModelOutput(global_logits, pair_logits, pair_logits.new_zeros(len(pairs)), pairs.pairs, pair_image)
+
+    def pair_batch(
+        self,
+        labels: Sequence[torch.Tensor],
+        scores: Sequence[torch.Tensor] | None = None,
+        max_pairs: int | None = None,
+    ) -> BatchPairs:
+        """The pairs the bi-level model would score (`pairing.pair_images`)."""
+        return pair_images(labels, self.person, scores, self.max_pairs if max_pairs is None else max_pairs)
 
 
 class CLIPEnhancedModel(nn.Module):
@@ -204,6 +208,14 @@ class CLIPEnhancedModel(nn.Module):
         self.register_buffer("renormalize_scale", (input_std / clip_std).view(1, 3, 1, 1))
         self.register_buffer("renormalize_shift", ((input_mean - clip_mean) / clip_std).view(1, 3, 1, 1))
 
+    def pair_batch(
+        self,
+        labels: Sequence[torch.Tensor],
+        scores: Sequence[torch.Tensor] | None = None,
+        max_pairs: int | None = None,
+    ) -> BatchPairs:
+        return self.base.pair_batch(labels, scores, max_pairs)
+
     def train(self, mode: bool = True) -> CLIPEnhancedModel:
         """Nothing trains: eval mode always."""
         return super().train(False)
@@ -220,14 +232,14 @@ class CLIPEnhancedModel(nn.Module):
         scores: Sequence[torch.Tensor] | None = None,
         image_sizes: torch.Tensor | None = None,
         max_pairs: int | None = None,
+        pairs: BatchPairs | None = None,
     ) -> ModelOutput:
         from hoi_pipeline.scoring import pair_scores
 
-        out = self.base(images, boxes, labels, scores, image_sizes, max_pairs)
+        pairs = self.pair_batch(labels, scores, max_pairs) if pairs is None else pairs  # one set for both models
+        out = self.base(images, boxes, labels, scores, image_sizes, max_pairs, pairs=pairs)
         clip_images = images.float() * self.renormalize_scale + self.renormalize_shift
-        clip_out = self.scorer(clip_images, boxes, labels, scores, image_sizes, max_pairs)
-        if not torch.equal(out.pairs, clip_out.pairs) or not torch.equal(out.pair_image, clip_out.pair_image):
-            raise RuntimeError("the trained model and the CLIP scorer enumerated different pairs")
+        clip_out = self.scorer(clip_images, boxes, labels, scores, image_sizes, max_pairs, pairs=pairs)
         e_p = torch.zeros_like(clip_out.pair_logits)  # (P, A)
         for b in range(images.shape[0]):
             rows = out.pair_image == b

@@ -310,13 +310,14 @@ def predict_batch(
 ) -> list[HOIDetections]:
     """Detections of one collated batch; `proposals` are its images' proposals in original coordinates.
 
-    The bi-level model gets its pairs and content sizes from the host copy of the batch, as in training,
-    so its forward pass never waits for the device; the detections are read back once at the end.
+    The model gets its pairs and content sizes from the host copy of the batch, as in training, so the
+    forward pass never waits for the device; the detections are read back once at the end.
     """
     max_pairs = infer.max_pairs or NO_PAIR_CAP
-    extra = {"pairs": model.pair_batch(batch.labels, batch.scores, max_pairs)} if hasattr(model, "pair_batch") else {}
+    pairs = model.pair_batch(batch.labels, batch.scores, max_pairs)
     host_sizes = batch.image_sizes
     batch = batch.to(device, non_blocking=True)
     with autocast(device, infer.precision):
-        output = model(batch.images, batch.boxes, batch.labels, batch.scores, host_sizes, max_pairs=max_pairs, **extra)
+        output = model(batch.images, batch.boxes, batch.labels, batch.scores, host_sizes, max_pairs=max_pairs,
+                       pairs=pairs)  # fmt: skip
     return detections_from_output(output, proposals, hoi_lookup, infer)

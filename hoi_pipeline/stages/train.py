@@ -67,7 +67,6 @@ from hoi_pipeline.devices import autocast
 from hoi_pipeline.knowledge_bank_file import load_knowledge_bank
 from hoi_pipeline.losses import LossTerms, compute_losses, effective_loss_config
 from hoi_pipeline.modeling.model import BiLevelHOIModel, build_model
-from hoi_pipeline.modeling.pairing import pair_object_labels
 from hoi_pipeline.structures import HOIAnnotations, Vocabulary
 from hoi_pipeline.timing import NoTimer, PhaseTimer
 from hoi_pipeline.training_state import (
@@ -247,23 +246,18 @@ def train_step(
     totals: list[LossTerms] = []
     try:
         for number, host in enumerate(parts):
-            pairs, pair_objects = None, None
-            if hasattr(net, "pair_batch"):  # pairs made where the batch is (the host, from the loader)
-                pairs = net.pair_batch(host.labels, host.scores)
-                flat_labels = torch.cat(list(host.labels)) if len(host) else torch.zeros(0, dtype=torch.int64)
-                pair_objects = flat_labels[pairs.flat[:, 1]].long().to(device, non_blocking=True)  # (P,)
-                pairs = pairs.to(device, non_blocking=True)
+            pairs = net.pair_batch(host.labels, host.scores)  # made where the batch is (the host, from the loader)
+            flat_labels = torch.cat(list(host.labels)) if len(host) else torch.zeros(0, dtype=torch.int64)
+            pair_objects = flat_labels[pairs.flat[:, 1]].long().to(device, non_blocking=True)  # (P,)
+            pairs = pairs.to(device, non_blocking=True)
             part = host.to(device, non_blocking=True)
             timer.mark("data")
             last = number == len(parts) - 1
             sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
             with sync:
                 with autocast(device, precision):
-                    extra = {} if pairs is None else {"pairs": pairs}
-                    output = model(part.images, part.boxes, part.labels, part.scores, host.image_sizes, **extra)
+                    output = model(part.images, part.boxes, part.labels, part.scores, host.image_sizes, pairs=pairs)
                 timer.mark("pair branch")
-                if pair_objects is None:
-                    pair_objects = pair_object_labels(output.pairs, output.pair_image, part.labels)
                 terms = compute_losses(output, part.targets, pair_objects, loss_config, iteration, normalizer=images)
                 timer.mark("losses")
                 if terms.total.requires_grad:
