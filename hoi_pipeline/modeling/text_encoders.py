@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +80,24 @@ def text_model_identity(folder: str | Path) -> str:
 
 
 @torch.no_grad()
+def encode_in_batches(
+    texts: Sequence[str], encode: Callable[[list[str]], torch.Tensor], batch_size: int = BATCH_SIZE
+) -> np.ndarray:
+    """(N, D) float32 L2-normalised embeddings of `texts`, `encode` taking `batch_size` texts at a time."""
+    if not texts:
+        raise ValueError("no prompts to encode (the vocabulary has no HOI classes)")
+    parts = []
+    for start in tqdm(
+        range(0, len(texts), batch_size), desc="encode prompts", unit="batch", disable=not sys.stderr.isatty()
+    ):
+        features = encode(list(texts[start : start + batch_size]))  # (b, D)
+        parts.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu())
+    embeddings = torch.cat(parts).numpy()
+    if not np.isfinite(embeddings).all():
+        raise ValueError("text embeddings contain NaN or inf")
+    return embeddings
+
+
 def encode_texts_mean_pooled(
     model: torch.nn.Module,
     tokenizer,
@@ -88,18 +106,11 @@ def encode_texts_mean_pooled(
     batch_size: int = BATCH_SIZE,
 ) -> np.ndarray:
     """(N, D) float32 L2-normalised sentence embeddings: mean of the last hidden states over real tokens."""
-    if not texts:
-        raise ValueError("no prompts to encode (the vocabulary has no HOI classes)")
-    parts = []
-    for start in tqdm(
-        range(0, len(texts), batch_size), desc="encode prompts", unit="batch", disable=not sys.stderr.isatty()
-    ):
-        tokens = tokenizer(list(texts[start : start + batch_size]), padding=True, return_tensors="pt").to(device)
+
+    def encode(batch: list[str]) -> torch.Tensor:
+        tokens = tokenizer(batch, padding=True, return_tensors="pt").to(device)
         hidden = model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).last_hidden_state
         mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (b, T, 1)
-        mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (b, D)
-        parts.append(torch.nn.functional.normalize(mean.float(), dim=-1).cpu())
-    embeddings = torch.cat(parts).numpy()
-    if not np.isfinite(embeddings).all():
-        raise ValueError("text embeddings contain NaN or inf")
-    return embeddings
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (b, D)
+
+    return encode_in_batches(texts, encode, batch_size)

@@ -10,13 +10,11 @@ The file's `text_encoder` attribute says which ("clip" or "roberta").
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from hoi_pipeline.artifacts import refuse_overwriting_inputs
 from hoi_pipeline.config import ClipConfig, ModelConfig, to_dict
@@ -24,12 +22,12 @@ from hoi_pipeline.datasets import load_annotations
 from hoi_pipeline.devices import resolve_device
 from hoi_pipeline.knowledge_bank_file import write_knowledge_bank
 from hoi_pipeline.modeling.clip_loading import clip_tokenizer, load_clip, pretrained_identity
+from hoi_pipeline.modeling.text_encoders import BATCH_SIZE, encode_in_batches
 from hoi_pipeline.prompts import build_prompts
 from hoi_pipeline.structures import Vocabulary
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 256
 
 
 def run(*, clip: ClipConfig, annotations: Path, split: str, out: Path, model: ModelConfig | None = None) -> None:
@@ -55,16 +53,23 @@ def run(*, clip: ClipConfig, annotations: Path, split: str, out: Path, model: Mo
             "text_encoder": "clip",
             "clip_model": clip.model,
             "clip_pretrained": pretrained_identity(clip),
-            "template": clip.template,
-            "annotations": str(annotations),
-            "split": split,
-            "verbs": list(vocabulary.verbs),
-            "objects": list(vocabulary.objects),
-            "normalized": True,
+            **prompt_attrs(vocabulary, clip, annotations, split),
             "clip_config": to_dict(clip),
         },
     )
     log.info("wrote %d prompt embeddings of dimension %d to %s", *embeddings.shape, out)
+
+
+def prompt_attrs(vocabulary: Vocabulary, clip: ClipConfig, annotations: Path, split: str) -> dict:
+    """What every bank file records of its prompts, whatever encoded them."""
+    return {
+        "template": clip.template,
+        "annotations": str(annotations),
+        "split": split,
+        "verbs": list(vocabulary.verbs),
+        "objects": list(vocabulary.objects),
+        "normalized": True,
+    }
 
 
 def write_roberta_bank(
@@ -92,18 +97,12 @@ def write_roberta_bank(
             "text_model": str(folder),
             "text_model_identity": text_model_identity(folder),
             "sentence_embedding": "mean of last hidden states over non-padding tokens, L2-normalised",
-            "template": clip.template,
-            "annotations": str(annotations),
-            "split": split,
-            "verbs": list(vocabulary.verbs),
-            "objects": list(vocabulary.objects),
-            "normalized": True,
+            **prompt_attrs(vocabulary, clip, annotations, split),
         },
     )
     log.info("wrote %d RoBERTa prompt embeddings of dimension %d to %s", *embeddings.shape, out)
 
 
-@torch.no_grad()
 def encode_texts(
     model: torch.nn.Module,
     tokenizer,
@@ -112,17 +111,5 @@ def encode_texts(
     batch_size: int = BATCH_SIZE,
 ) -> np.ndarray:
     """(N, D) float32 L2-normalised CLIP text embeddings of `texts`, encoded in batches."""
-    parts = []
-    for start in tqdm(
-        range(0, len(texts), batch_size), desc="encode prompts", unit="batch", disable=not sys.stderr.isatty()
-    ):
-        tokens = tokenizer(list(texts[start : start + batch_size])).to(device)
-        features = model.encode_text(tokens).float()  # (b, D)
-        parts.append(torch.nn.functional.normalize(features, dim=-1).cpu())
-    if not parts:
-        raise ValueError("no prompts to encode (the vocabulary has no HOI classes)")
-    embeddings = torch.cat(parts).numpy()
-    if not np.isfinite(embeddings).all():
-        raise ValueError("CLIP text embeddings contain NaN or inf")
-    return embeddings
+    return encode_in_batches(texts, lambda batch: model.encode_text(tokenizer(batch).to(device)), batch_size)
 
