@@ -1,17 +1,20 @@
 """Throughput of the input pipeline alone: JPEG file -> normalised, padded batch on the device.
 
-HICO-DET-sized JPEGs (640 x 480, about 100 KB) are read by a DataLoader with W workers, resized to
-the longer side S, batched and normalised, as training and inference read them
-(`hoi_pipeline.datasets.input_pipeline`). Variants (`--decode`):
+HICO-DET-sized JPEGs (640 x 480, about 100 KB) read as training and inference read them: the
+`HOIImageDataset` (with a few proposal boxes per image) in a DataLoader with W workers, batches made by
+its `collate`, finished on the device by `HOIBatch.to` (`hoi_pipeline.datasets.input_pipeline`).
+Variants (`--decode`, the `model.decode` setting):
 
-    pil-worker-normalise  Pillow decode + resize, float32 normalisation in the worker, the batch padded in
-                          the worker's own memory (the pipeline of before)
-    pil                   Pillow decode + resize, uint8 batches padded in shared memory, normalisation on the device
-    torchvision           torchvision decode + uint8 resize kernel, normalisation on the device
-    device                the worker reads bytes; nvJPEG decodes the batch on the GPU (CUDA only)
+    pil           Pillow decode + resize in the workers, uint8 batches in shared memory, normalised on the device
+    torchvision   torchvision decode + uint8 resize kernel in the workers, normalised on the device
+    device        the workers read bytes; nvJPEG decodes the batch on the GPU (CUDA only)
 
-Prints images/s (wall clock) and images/s per CPU core (images over the CPU seconds of the main
-process and its workers: what one core sustains, whatever else shares the machine).
+Also, per CPU decoder, the cost of each step for one image on one thread (no DataLoader), with the
+float32 normalisation the workers no longer do (it runs on the device now).
+Prints images/s (wall clock), images/s per CPU core (images over the CPU seconds of the main
+process and its workers: what one core sustains, whatever else shares the machine) and the workers'
+CPU milliseconds per image (their start included): what sizes `num_workers` for a GPU, whose main
+process only launches the normalisation (on the CPU it also normalises).
 
     python benchmarks/bench_input.py --device cpu --workers 1 2
     python benchmarks/bench_input.py --device cuda --workers 8 16 --decode pil torchvision device
@@ -20,7 +23,6 @@ process and its workers: what one core sustains, whatever else shares the machin
 from __future__ import annotations
 
 import argparse
-import functools
 import resource
 import sys
 import tempfile
@@ -28,59 +30,31 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from bench_common import Measurement, device_name, synchronize, write_jpegs
-from hoi_pipeline.datasets.input_pipeline import (
-    DecodedImage,
-    EncodedImage,
-    decode_on_device,
-    normalise_batch,
-    pad_images,
-    read_encoded,
-    read_resized,
-    resized_size,
-)
+from hoi_pipeline.datasets.hoi_images import HOIImageDataset, Preprocessing
+from hoi_pipeline.datasets.input_pipeline import DECODES, normalise_batch, read_resized
 from hoi_pipeline.devices import resolve_device
+from hoi_pipeline.structures import Proposals, Vocabulary
 
 MEAN, STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)  # CLIP's
-VARIANTS = ("pil-worker-normalise", "pil", "torchvision", "device")
+VARIANTS = DECODES
 
 
-class FileInput(Dataset):
-    """Item i: image i read as the variant reads it (decoded + resized, or its bytes)."""
-
-    def __init__(self, root: Path, names: list[str], size: int, variant: str) -> None:
-        self.root, self.names, self.size, self.variant = root, names, size, variant
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __getitem__(self, i: int) -> DecodedImage | EncodedImage | torch.Tensor:
-        path = self.root / self.names[i]
-        if self.variant == "device":
-            return read_encoded(path)
-        if self.variant == "pil-worker-normalise":
-            image = read_resized(path, self.size, "pil").pixels
-            return normalise_batch(image[None], torch.tensor([image.shape[-2:]]), MEAN, STD)[0]
-        return read_resized(path, self.size, self.variant)  # type: ignore[arg-type]
+def jpeg_dataset(folder: Path, names: list[str], size: int, decode: str) -> HOIImageDataset:
+    """The files as the training dataset reads them, each with two proposal boxes."""
+    vocabulary = Vocabulary(verbs=("hold",), objects=("person", "cup"), hoi_classes=[[0, 1]], rare=[], non_rare=[0])
+    proposals = [Proposals(name, [[10, 20, 200, 400], [150, 60, 500, 300]], [0.9, 0.8], [0, 1]) for name in names]
+    return HOIImageDataset(images=folder, filenames=names, proposals=proposals, vocabulary=vocabulary,
+                           preprocessing=Preprocessing(size, MEAN, STD, decode), decode=decode)  # type: ignore[arg-type]
 
 
-def collate(items: list, size: int) -> tuple[torch.Tensor | list, torch.Tensor]:
-    """(padded uint8 / float batch, or the encoded images) and (B, 2) content (height, width)."""
-    if isinstance(items[0], EncodedImage):
-        return items, torch.tensor([resized_size(w, h, size)[::-1] for h, w in (it.original_size for it in items)])
-    pixels = [item.pixels if isinstance(item, DecodedImage) else item for item in items]
-    # the pipeline of before also padded in plain memory (copied once more into shared memory)
-    shared = not isinstance(items[0], torch.Tensor)
-    return pad_images(pixels, shared=shared), torch.tensor([tuple(p.shape[-2:]) for p in pixels])
-
-
-def cpu_seconds() -> float:
-    """CPU seconds of this process and of its finished children (the DataLoader's workers, once joined)."""
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds of this process, and of its finished children (the DataLoader's workers, once joined)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 def measure_input(
@@ -101,64 +75,52 @@ def measure_input(
     with tempfile.TemporaryDirectory() as tmp:
         folder = root or Path(tmp)
         names = write_jpegs(folder, images)
-        dataset = FileInput(folder, names, size, variant)
-        loader = DataLoader(
-            dataset, batch_size=batch_size, num_workers=workers, collate_fn=functools.partial(collate, size=size),
-            pin_memory=torch_device.type == "cuda" and variant != "device",
-        )  # fmt: skip
-        warm = DataLoader(FileInput(folder, names[:batch_size], size, variant), batch_size=batch_size,
-                          collate_fn=functools.partial(collate, size=size))  # fmt: skip
-        for batch, sizes in warm:  # the first CUDA calls (nvJPEG, kernels) before timing
-            to_network_input(batch, sizes, torch_device, size)
+        dataset = jpeg_dataset(folder, names, size, variant)
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=dataset.collate,
+                            pin_memory=torch_device.type == "cuda" and variant != "device")  # fmt: skip
+        warm = jpeg_dataset(folder, names[:batch_size], size, variant)  # the first CUDA calls (nvJPEG, kernels)
+        warm.collate([warm[i] for i in range(len(warm))]).to(torch_device)
         synchronize(torch_device)
         start_wall, start_cpu = time.perf_counter(), cpu_seconds()
-        for batch, sizes in loader:
-            to_network_input(batch, sizes, torch_device, size)
+        for batch in loader:
+            batch.to(torch_device, non_blocking=True)
         synchronize(torch_device)
-        wall, cpu = time.perf_counter() - start_wall, cpu_seconds() - start_cpu
+        wall = time.perf_counter() - start_wall
+        main, workers_cpu = (end - begin for end, begin in zip(cpu_seconds(), start_cpu))
+    cpu = main + workers_cpu
     return Measurement(
         "input", settings, device_name(torch_device), images_per_s=images / wall,
         s_per_iteration=wall * batch_size / images,
-        details={"images/s per core": round(images / cpu, 1), "CPU s/image": round(cpu / images, 5)},
+        details={"images/s per core": round(images / cpu, 1), "CPU s/image": round(cpu / images, 5),
+                 "worker CPU ms/image": round(1000 * workers_cpu / images, 2)},
     )  # fmt: skip
-
-
-def to_network_input(batch: torch.Tensor | list, sizes: torch.Tensor, device: torch.device, size: int) -> torch.Tensor:
-    """A loader batch -> the float32 (B, 3, H, W) batch the network reads, on `device`."""
-    if isinstance(batch, list):  # device decode
-        return normalise_batch(pad_images(decode_on_device(batch, size, device)), sizes, MEAN, STD)
-    batch = batch.to(device, non_blocking=True)
-    if batch.dtype == torch.uint8:
-        return normalise_batch(batch, sizes, MEAN, STD)
-    return batch
 
 
 def measure_steps(*, variant: str, size: int = 640, repeat: int = 50, root: Path | None = None) -> Measurement:
     """CPU milliseconds of each step for one image, in this process on one thread (no DataLoader):
-    decode (+ resize), and normalisation; images/s per core is 1000 / their sum."""
+    decode (+ resize), what a worker does, so images/s per core is 1000 / it; and the float32
+    normalisation that now runs on the device (shown for comparison)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = root or Path(tmp)
             names = write_jpegs(folder, 8)
-            decode = "pil" if variant == "pil-worker-normalise" else variant
-            if decode == "device":
+            if variant == "device":
                 raise ValueError("device decode has no CPU steps")
             paths = [folder / name for name in names]
-            read_ms = _cpu_ms(lambda i: read_resized(paths[i % len(paths)], size, decode), repeat)  # type: ignore
-            image = read_resized(paths[0], size, decode).pixels  # type: ignore[arg-type]
+            read_ms = _cpu_ms(lambda i: read_resized(paths[i % len(paths)], size, variant), repeat)  # type: ignore
+            image = read_resized(paths[0], size, variant).pixels  # type: ignore[arg-type]
             sizes = torch.tensor([image.shape[-2:]])
             norm_ms = _cpu_ms(lambda i: normalise_batch(image[None], sizes, MEAN, STD), repeat)
     finally:
         torch.set_num_threads(threads)
-    total = read_ms + (norm_ms if variant == "pil-worker-normalise" else 0.0)
     return Measurement(
         "input", f"{variant}, longer side {size}, one image at a time in one thread (no DataLoader)",
         "cpu (1 thread)",
-        images_per_s=1000.0 / total, s_per_iteration=None,
-        details={"decode+resize ms": round(read_ms, 2), "normalise ms": round(norm_ms, 2),
-                 "normalised in": "worker" if variant == "pil-worker-normalise" else "main process / device"},
+        images_per_s=1000.0 / read_ms, s_per_iteration=None,
+        details={"decode+resize ms": round(read_ms, 2),
+                 "float32 normalise ms (on the device now, not in the workers)": round(norm_ms, 2)},
     )  # fmt: skip
 
 
@@ -188,7 +150,7 @@ def measure_input_suite(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--decode", nargs="+", default=list(VARIANTS[:3]), choices=VARIANTS)
+    parser.add_argument("--decode", nargs="+", default=list(VARIANTS[:2]), choices=VARIANTS)
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2], help="DataLoader workers")
     parser.add_argument("--size", nargs="+", type=int, default=[640], help="longer side, pixels")
     parser.add_argument("--images", type=int, default=256)

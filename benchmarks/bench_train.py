@@ -34,7 +34,8 @@ import torch
 
 from bench_common import Measurement, device_name, hico_sized_vocabulary, peak_memory_mib
 from hoi_pipeline.config import ClipConfig, LossConfig, ModelConfig, TrainConfig
-from hoi_pipeline.datasets.hoi_images import HOIBatch, pad_images
+from hoi_pipeline.datasets.hoi_images import HOIBatch, Preprocessing
+from hoi_pipeline.datasets.input_pipeline import pad_images
 from hoi_pipeline.losses import ImageTargets
 from hoi_pipeline.stages import init_clip
 from hoi_pipeline.stages.train import build_optimizer, parameter_counts, prepare_model, resolve_device, train_step
@@ -54,7 +55,8 @@ def random_batch(
     square: bool = False,
 ) -> HOIBatch:
     """B random 4:3 landscape images (longer side `input_size`), each with `humans` person boxes and
-    `objects` object boxes, and random labels; padded to the batch's largest image or to a square."""
+    `objects` object boxes, and random labels; padded to the batch's largest image or to a square.
+    uint8 pixels, as the loader gives them (normalised on the device by `HOIBatch.to`, as in training)."""
     height, width = round(input_size * 3 / 4), input_size
     boxes, labels, scores = [], [], []
     count = humans + objects
@@ -71,7 +73,8 @@ def random_batch(
         out[torch.arange(batch_size)[:, None], torch.randint(0, n, (batch_size, k), generator=generator)] = 1.0
         return out
 
-    images = pad_images([torch.randn(3, height, width, generator=generator) for _ in range(batch_size)])
+    images = pad_images([torch.randint(0, 256, (3, height, width), generator=generator, dtype=torch.uint8)
+                         for _ in range(batch_size)])  # fmt: skip
     if square:
         images = torch.nn.functional.pad(images, (0, input_size - images.shape[-1], 0, input_size - images.shape[-2]))
     return HOIBatch(
@@ -90,6 +93,7 @@ def random_batch(
             multi_hot(vocabulary.num_verbs, 2),
             multi_hot(vocabulary.num_objects, 2),
         ),
+        preprocessing=Preprocessing(input_size, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
     )
 
 

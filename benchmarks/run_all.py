@@ -57,7 +57,7 @@ def cases(device: str, quick: bool) -> list[Case]:
     if quick:
         return [
             Case("input", "bench_input", "measure_input_suite", {"device": device, "size": 640, "workers": [1],
-                 "variants": ["pil-worker-normalise", "torchvision"], "images": 32, "batch_size": 8}),
+                 "variants": ["pil", "torchvision"], "images": 32, "batch_size": 8}),
             Case("detect", "bench_detect", "measure_detect", {"model": "fasterrcnn_mobilenet_v3_large_320_fpn",
                  "device": device, "batch_size": 1, "images": 2, "num_workers": 0}),
             Case("embed", "bench_embed", "measure_embed", {"model": "hoi-tiny-rn", "device": device}),
@@ -75,7 +75,7 @@ def cases(device: str, quick: bool) -> list[Case]:
 
         return [
             Case("input", "bench_input", "measure_input_suite", {"device": "cpu", "size": size, "workers": [1, 2],
-                 "variants": ["pil-worker-normalise", "pil", "torchvision"], "images": 128})
+                 "variants": ["pil", "torchvision"], "images": 128})
             for size in (640, 224)
         ] + [
             Case("detect", "bench_detect", "measure_detect", {"model": model, "device": "cpu", "batch_size": 2,
@@ -99,7 +99,7 @@ def cases(device: str, quick: bool) -> list[Case]:
     # one GPU: about five minutes in all
     return [
         Case("input", "bench_input", "measure_input_suite", {"device": device, "size": 640, "workers": [8, 16],
-             "variants": ["pil-worker-normalise", "pil", "torchvision", "device"], "images": 1024, "batch_size": 96},
+             "variants": ["pil", "torchvision", "device"], "images": 1024, "batch_size": 96},
              timeout_s=150),
         Case("detect", "bench_detect", "measure_detect", {"model": "fasterrcnn_resnet50_fpn_v2", "device": device,
              "batch_size": 8, "images": 128, "num_workers": 8, "precision": "fp16"}, timeout_s=120),

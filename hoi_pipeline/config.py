@@ -206,6 +206,10 @@ class ModelConfig:
     """
 
     input_size: int | None = 640  # longer side of the network input, pixels (multiple of 32); null = CLIP's own (224)
+    # who decodes and resizes the images (datasets/input_pipeline.py): Pillow (the reference), torchvision's
+    # decoder and uint8 resize in the workers (the same decoded pixels, resizes within one grey level), or
+    # `device`: the workers read bytes and the GPU decodes (nvJPEG; torchvision's path elsewhere)
+    decode: Literal["pil", "torchvision", "device"] = "torchvision"
     feature_layers: tuple[Literal["layer3", "layer4"], ...] = ("layer4",)  # RoI features: layer4, or layer3 + layer4
     roi_size: int = 7  # RoI-Align output side (the CLIP RN attention pool's pretraining grid)
     hidden_dim: int = 1024  # width of v_p, F_E, F_K, F_P, F_B (paper Sec. 4.2: D = 1024)

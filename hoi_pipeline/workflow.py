@@ -53,7 +53,7 @@ from hoi_pipeline.config import (
     to_dict,
     with_overrides,
 )
-from hoi_pipeline.stages.specs import StageSpec, stage_spec
+from hoi_pipeline.stages.specs import stage_spec
 
 ABLATION_DIR = "ablations"
 SHARED = "results/shared"

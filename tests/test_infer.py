@@ -242,7 +242,7 @@ def test_unreadable_checkpoint_is_a_one_line_error(tmp_path, caplog, damage):
 def test_host_made_pairs_give_the_detections_of_device_pairing(tmp_path):
     """predict_batch hands the model pairs made on the host; the detections equal the model pairing itself."""
     from hoi_pipeline.checkpoints import load_trained_model
-    from hoi_pipeline.datasets.hoi_images import HOIImageDataset, collate_samples
+    from hoi_pipeline.datasets.hoi_images import HOIImageDataset
     from hoi_pipeline.stages.infer import NO_PAIR_CAP, predict_batch
 
     annotations, images, proposals_path, proposals = write_tiny_split(tmp_path)
@@ -250,11 +250,12 @@ def test_host_made_pairs_give_the_detections_of_device_pairing(tmp_path):
     model, info = load_trained_model(tmp_path / "model.pt")
     dataset = HOIImageDataset(images=images, filenames=[p.filename for p in proposals], proposals=proposals,
                               vocabulary=VOCABULARY, preprocessing=info.preprocessing)  # fmt: skip
-    batch = collate_samples([dataset[i] for i in range(len(dataset))])
+    batch = dataset.collate([dataset[i] for i in range(len(dataset))])
     infer_config = InferConfig(top_k=0)
     found = predict_batch(model.eval(), batch, proposals, LOOKUP, infer_config, torch.device("cpu"))
     with torch.inference_mode():
-        output = model(batch.images, batch.boxes, batch.labels, batch.scores, batch.image_sizes, max_pairs=NO_PAIR_CAP)
+        output = model(batch.to("cpu").images, batch.boxes, batch.labels, batch.scores, batch.image_sizes,
+                       max_pairs=NO_PAIR_CAP)  # fmt: skip
     expected = detections_from_output(output, proposals, LOOKUP, infer_config)
     assert sum(len(d) for d in found) > 0
     for got, want in zip(found, expected):

@@ -25,8 +25,8 @@ from hoi_pipeline.datasets.hoi_images import (
     Preprocessing,
     SeededBatchSampler,
     collate_samples,
-    letterbox_size,
 )
+from hoi_pipeline.datasets.input_pipeline import resized_size
 from hoi_pipeline.knowledge_bank_file import load_knowledge_bank, write_knowledge_bank
 from hoi_pipeline.stages import train as train_stage
 from hoi_pipeline.structures import HOIAnnotations, ImageAnnotation, Proposals, Vocabulary
@@ -99,11 +99,11 @@ def test_letterbox_and_box_scaling(tmp_path):
     proposals = [Proposals("a.png", [[0, 0, 50, 50], [50, 0, 100, 25]], [0.9, 0.8], [0, 1])]
     dataset = HOIImageDataset(images=tmp_path, filenames=["a.png"], proposals=proposals, vocabulary=VOCAB,
                               preprocessing=PRE, annotations=[annotation])  # fmt: skip
-    assert letterbox_size(100, 50, 64) == (64, 32)
+    assert resized_size(100, 50, 64) == (64, 32)
     sample = dataset[0]
     assert sample.image.shape == (3, 32, 64) and sample.content_size == (32, 64) and sample.original_size == (50, 100)
     torch.testing.assert_close(sample.boxes, torch.tensor([[0, 0, 32, 32], [32, 0, 64, 16.0]]))
-    assert torch.allclose(sample.image, torch.full((3, 32, 64), 2.0))  # white: (1 - 0.5) / 0.25
+    assert sample.image.dtype == torch.uint8 and torch.all(sample.image == 255)  # normalised on the model's device
     assert (
         sample.hoi.tolist() == [0, 0, 0, 1]
         and sample.verb.tolist() == [1, 0, 0]
@@ -111,9 +111,11 @@ def test_letterbox_and_box_scaling(tmp_path):
     )
     flipped = dataset[(0, True)]
     torch.testing.assert_close(flipped.boxes, torch.tensor([[32, 0, 64, 32], [0, 0, 32, 16.0]]))
-    batch = collate_samples([sample, flipped])
+    batch = dataset.collate([sample, flipped])
     torch.testing.assert_close(batch.original_boxes(1), torch.tensor([[0, 0, 50, 50], [50, 0, 100, 25.0]]))
     assert batch.images.shape == (2, 3, 32, 64)  # two landscape images: no square padding
+    model_input = batch.to("cpu").images
+    assert model_input.dtype == torch.float32 and torch.allclose(model_input, torch.full((2, 3, 32, 64), 2.0))  # white
 
 
 def test_batches_are_padded_to_their_largest_image(tmp_path):
@@ -124,8 +126,8 @@ def test_batches_are_padded_to_their_largest_image(tmp_path):
                               vocabulary=VOCAB, preprocessing=Preprocessing(80, PRE.mean, PRE.std))  # fmt: skip
     wide, tall = dataset[0], dataset[1]
     assert wide.image.shape == (3, 48, 80) and tall.image.shape == (3, 80, 32)  # longer side 80
-    assert collate_samples([wide]).images.shape == (1, 3, 64, 96)  # rounded up to multiples of 32
-    batch = collate_samples([wide, tall])
+    assert dataset.collate([wide]).images.shape == (1, 3, 64, 96)  # rounded up to multiples of 32
+    batch = dataset.collate([wide, tall]).to("cpu")  # normalised; the padding 0 (the mean colour)
     assert batch.images.shape == (2, 3, 96, 96) and batch.image_sizes.tolist() == [[48, 80], [80, 32]]
     assert torch.all(batch.images[0, :, :48, :80] == 2.0) and torch.all(batch.images[0, :, 48:] == 0)
     assert torch.all(batch.images[1, :, :80, :32] == 2.0) and torch.all(batch.images[1, :, :, 32:] == 0)
@@ -137,7 +139,7 @@ def test_pinned_batches_pin_every_tensor_the_device_receives(tmp_path, monkeypat
     proposals = [Proposals("a.png", [[0, 0, 10, 10], [5, 5, 20, 20]], [0.9, 0.8], [0, 1])]
     dataset = HOIImageDataset(images=tmp_path, filenames=["a.png"], proposals=proposals, vocabulary=VOCAB,
                               preprocessing=Preprocessing(80, PRE.mean, PRE.std))  # fmt: skip
-    batch = collate_samples([dataset[0]])
+    batch = dataset.collate([dataset[0]])
     pinned_ids: set[int] = set()
 
     def fake_pin(tensor: torch.Tensor) -> torch.Tensor:
@@ -157,7 +159,7 @@ def test_image_without_proposals_batches_and_runs(tmp_path):
     Image.fromarray(np.zeros((30, 20, 3), np.uint8)).save(tmp_path / "b.png")
     dataset = HOIImageDataset(images=tmp_path, filenames=["b.png"], proposals=[Proposals("b.png", [], [], [])],
                               vocabulary=VOCAB, preprocessing=PRE)  # fmt: skip
-    batch = collate_samples([dataset[0]])
+    batch = dataset.collate([dataset[0]]).to("cpu")
     assert batch.boxes[0].shape == (0, 4) and batch.targets.hoi.sum() == 0
     from open_clip.modified_resnet import ModifiedResNet
 
@@ -227,7 +229,7 @@ def accumulation_setup(split: dict[str, Path]):
     dataset = HOIImageDataset.from_split(annotations, images=split["images"], proposals=split["proposals"],
                                          preprocessing=PRE)  # fmt: skip
     samples = [dataset[(i, i % 2 == 1)] for i in range(4)]
-    assert all(collate_samples([s]).images.shape[-2:] == (64, 64) for s in samples)
+    assert all(collate_samples([s], PRE).images.shape[-2:] == (64, 64) for s in samples)
     torch.manual_seed(0)
     net, _ = train_stage.prepare_model(clip=CLIP, model=MODEL, vocabulary=annotations.vocabulary, max_pairs=256,
                                        seed=0, bank_embeddings=torch.randn(annotations.vocabulary.num_classes, 64))  # fmt: skip
@@ -243,8 +245,8 @@ def test_gradient_accumulation_equals_one_large_batch(split, grad_clip):
             "grad_clip": grad_clip, "device": torch.device("cpu"), "precision": "fp32"}  # fmt: skip
     whole_sgd = torch.optim.SGD(whole_net.parameters(), lr=0.5)  # SGD: an update proportional to the gradient
     micro_sgd = torch.optim.SGD(micro_net.parameters(), lr=0.5)
-    whole = train_stage.train_step(whole_net, collate_samples(samples), optimizer=whole_sgd, **step)
-    micro = train_stage.train_step(micro_net, [collate_samples(samples[:2]), collate_samples(samples[2:])],
+    whole = train_stage.train_step(whole_net, collate_samples(samples, PRE), optimizer=whole_sgd, **step)
+    micro = train_stage.train_step(micro_net, [collate_samples(samples[:2], PRE), collate_samples(samples[2:], PRE)],
                                    optimizer=micro_sgd, **step)  # fmt: skip
     assert whole.relatedness.item() > 0  # every term is in play
     for name in ("image", "pair", "relatedness", "total"):
@@ -258,7 +260,7 @@ def test_gradient_accumulation_equals_one_large_batch(split, grad_clip):
     assert moved > 10
     # one micro-batch of the two without the step's normalizer would not give the same gradient
     alone_net, _, _ = accumulation_setup(split)
-    train_stage.train_step(alone_net, [collate_samples(samples[:2])], optimizer=torch.optim.SGD(alone_net.parameters(),
+    train_stage.train_step(alone_net, [collate_samples(samples[:2], PRE)], optimizer=torch.optim.SGD(alone_net.parameters(),
                            lr=0.5), **step)  # fmt: skip
     assert not torch.allclose(alone_net.pairwise.f_p[2].weight.grad, whole_net.pairwise.f_p[2].weight.grad)
 
@@ -271,7 +273,7 @@ def test_train_step_equals_the_step_that_pairs_on_the_device_and_reports_its_pha
     from hoi_pipeline.timing import PhaseTimer
 
     net, reference_net, samples = accumulation_setup(split)
-    batch = collate_samples(samples)
+    batch = collate_samples(samples, PRE)
     step = {"scaler": torch.amp.GradScaler("cuda", enabled=False), "loss_config": LOSS, "iteration": 5,
             "grad_clip": 0.0, "device": torch.device("cpu"), "precision": "fp32"}  # fmt: skip
     timer = PhaseTimer(torch.device("cpu"))
@@ -283,7 +285,8 @@ def test_train_step_equals_the_step_that_pairs_on_the_device_and_reports_its_pha
 
     optimizer = torch.optim.SGD(reference_net.parameters(), lr=0.5)
     optimizer.zero_grad()
-    output = reference_net(batch.images, batch.boxes, batch.labels, batch.scores, batch.image_sizes)
+    ready = batch.to("cpu")  # normalised, as train_step's copy
+    output = reference_net(ready.images, batch.boxes, batch.labels, batch.scores, batch.image_sizes)
     pair_objects = pair_object_labels(output.pairs, output.pair_image, batch.labels)
     expected = compute_losses(output, batch.targets, pair_objects, LOSS, 5, normalizer=len(batch))
     expected.total.backward()
@@ -304,7 +307,7 @@ def test_train_step_never_waits_for_the_gpu(split):
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
     step = {"scaler": torch.amp.GradScaler("cuda", enabled=False), "loss_config": LOSS, "iteration": 5,
             "grad_clip": 1.0, "device": device, "precision": "bf16"}  # fmt: skip
-    batches = [collate_samples(samples[:2]), collate_samples(samples[2:])]
+    batches = [collate_samples(samples[:2], PRE), collate_samples(samples[2:], PRE)]
     train_stage.train_step(net, batches, optimizer=optimizer, **step)  # first calls may initialise lazily
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
@@ -407,7 +410,7 @@ def test_trained_model_loads_for_inference(split, tmp_path):
     annotations = load_annotations(split["annotations"], "train")
     dataset = HOIImageDataset.from_split(annotations, images=split["images"], proposals=split["proposals"],
                                          preprocessing=info.preprocessing)  # fmt: skip
-    batch = collate_samples([dataset[0], dataset[1]])
+    batch = dataset.collate([dataset[0], dataset[1]]).to("cpu")
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["model"]
     reference, _ = load_trained_model(out / "model.pt", "cpu")
     reference.load_state_dict(state)

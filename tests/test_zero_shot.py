@@ -15,7 +15,7 @@ from hoi_pipeline.artifacts import DetectionsFile
 from hoi_pipeline.checkpoints import TrainedModelInfo, load_trained_model, save_trained_model
 from hoi_pipeline.config import ClipConfig, InferConfig, LossConfig, ModelConfig, RunConfig, TrainConfig, with_overrides
 from hoi_pipeline.datasets import load_annotations
-from hoi_pipeline.datasets.hoi_images import HOIImageDataset, Preprocessing, collate_samples
+from hoi_pipeline.datasets.hoi_images import HOIImageDataset, Preprocessing
 from hoi_pipeline.modeling.backbone import CLIPResNetBackbone
 from hoi_pipeline.modeling.clip_loading import CLIP_MEAN, CLIP_STD
 from hoi_pipeline.modeling.knowledge_bank import KnowledgeBank
@@ -109,7 +109,7 @@ def test_model_pt_round_trip_and_infer_stage(tmp_path):
     assert isinstance(loaded, CLIPZeroShotModel) and loaded_info.model.kind == "clip_zero_shot"
     dataset = HOIImageDataset.from_split(load_annotations(split["annotations"], "train"), images=split["images"],
                                          proposals=split["proposals"], preprocessing=preprocessing)  # fmt: skip
-    batch = collate_samples([dataset[0], dataset[1]])
+    batch = dataset.collate([dataset[0], dataset[1]]).to("cpu")
     with torch.no_grad():
         first = model.eval()(batch.images, batch.boxes, batch.labels, batch.scores, batch.image_sizes)
         second = loaded(batch.images, batch.boxes, batch.labels, batch.scores, batch.image_sizes)
@@ -146,7 +146,7 @@ def test_training_stage_changes_nothing_and_saves_the_model(tmp_path):
                                          proposals=split["proposals"], preprocessing=preprocessing)  # fmt: skip
     before = {key: value.clone() for key, value in net.state_dict().items()}
     terms = train_stage.train_step(
-        net, collate_samples([dataset[0], dataset[1]]), optimizer=optimizer,
+        net, dataset.collate([dataset[0], dataset[1]]), optimizer=optimizer,
         scaler=torch.amp.GradScaler("cuda", enabled=False), loss_config=loss, iteration=3, grad_clip=1.0,
         device=torch.device("cpu"), precision="fp32",
     )  # fmt: skip
@@ -208,7 +208,7 @@ def test_abl3_enhances_a_trained_models_pair_scores_with_clip(tmp_path):
     reference, _ = load_trained_model(tmp_path / "baseline.pt")
     dataset = HOIImageDataset.from_split(load_annotations(split["annotations"], "train"), images=split["images"],
                                          proposals=split["proposals"], preprocessing=preprocessing)  # fmt: skip
-    batch = collate_samples([dataset[0], dataset[1]])
+    batch = dataset.collate([dataset[0], dataset[1]]).to("cpu")
     inputs = (batch.images, batch.boxes, batch.labels, batch.scores, batch.image_sizes)
     with torch.no_grad():
         out, base_out = enhanced(*inputs), reference(*inputs)

@@ -11,6 +11,12 @@ feature cells, and the spatial encoding is relative to the content. Pixels are n
 CLIP mean / std. Training may flip an image horizontally; the flip is decided by the batch sampler
 (a function of seed and sample position, so it is resumable).
 
+Where each step runs (`hoi_pipeline.datasets.input_pipeline`, `model.decode`): DataLoader workers
+decode and resize (Pillow, or torchvision's decoder and uint8 resize) and send uint8 batches;
+`HOIBatch.to(device)` normalises on the model's device (a quarter of the bytes through shared memory
+and the host-to-device copy, and no float work in the workers). With `decode: device` the workers
+only read the files' bytes and the GPU decodes the batch (nvJPEG).
+
 Training uses every image with an HOI label. Images whose proposals make no human-object pair (no
 human, or a human alone) still train the global branch (L_g needs no pair; `loss.images_without_
 pairs: train_global`) or are skipped (`skip`); `HOIImageDataset.training_indices` lists the usable
@@ -29,45 +35,47 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from hoi_pipeline.artifacts import InputFileError, ProposalsFile
-from hoi_pipeline.datasets.images import read_image
+from hoi_pipeline.datasets.input_pipeline import (
+    Decode,
+    DecodedImage,
+    EncodedImage,
+    decode_on_device,
+    normalise_batch,
+    pad_images,
+    read_encoded,
+    read_resized,
+    resized_size,
+)
 from hoi_pipeline.losses import ImageTargets
 from hoi_pipeline.structures import HOIAnnotations, ImageAnnotation, Proposals, Vocabulary
 
 log = logging.getLogger(__name__)
 
 
-PAD_MULTIPLE = 32  # a batch's height and width are multiples of the backbone's stride
-
-
 @dataclass(frozen=True)
 class Preprocessing:
-    """How images become model input: longer side resized to `image_size`, then (x - mean) / std."""
+    """How images become model input: longer side resized to `image_size`, then (x - mean) / std;
+    `decode` names the decoder and resize (`hoi_pipeline.datasets.input_pipeline`)."""
 
     image_size: int  # longer side, pixels
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    decode: Decode = "pil"  # what checkpoints written before the setting existed were trained with
 
     def to_dict(self) -> dict:
-        return {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}
+        return {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std), "decode": self.decode}
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:
-        return cls(int(data["image_size"]), tuple(data["mean"]), tuple(data["std"]))
-
-
-def letterbox_size(width: int, height: int, size: int) -> tuple[int, int]:
-    """(new width, new height) with the longer side `size` and the aspect ratio kept (at least 1 pixel)."""
-    scale = size / max(width, height)
-    return max(1, min(size, round(width * scale))), max(1, min(size, round(height * scale)))
+        return cls(int(data["image_size"]), tuple(data["mean"]), tuple(data["std"]), data.get("decode", "pil"))
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,7 @@ class HOISample:
 
     index: int  # position in the dataset
     filename: str
-    image: torch.Tensor  # (3, h, w) normalised, not padded (the longer side is S)
+    image: torch.Tensor | EncodedImage  # (3, h, w) uint8 RGB, not padded (longer side S), or the file's bytes
     content_size: tuple[int, int]  # (height, width) of the image inside the padded input
     original_size: tuple[int, int]  # (height, width) of the file
     scale: tuple[float, float]  # (x, y) input pixels per original pixel
@@ -91,11 +99,17 @@ class HOISample:
 
 @dataclass(frozen=True)
 class HOIBatch:
-    """B collated samples; the model takes images, boxes, labels, scores and image_sizes."""
+    """B collated samples; the model takes images, boxes, labels, scores and image_sizes.
+
+    From the loader, `images` are uint8 (or the files' bytes, for `decode: device`); `to(device)`
+    makes them the network's input there: decoded, padded, normalised float32.
+    """
 
     indices: torch.Tensor  # (B,) dataset positions
     filenames: tuple[str, ...]
-    images: torch.Tensor  # (B, 3, H, W) padded to the largest image, H and W multiples of 32
+    # (B, 3, H, W) padded to the largest image, H and W multiples of 32: uint8 RGB from the loader,
+    # float32 normalised (padding 0) after `to`; or B encoded files, decoded by `to`
+    images: torch.Tensor | tuple[EncodedImage, ...]
     image_sizes: torch.Tensor  # (B, 2) content (height, width)
     original_sizes: torch.Tensor  # (B, 2) (height, width)
     scales: torch.Tensor  # (B, 2) (x, y)
@@ -104,13 +118,26 @@ class HOIBatch:
     scores: tuple[torch.Tensor, ...]  # B x (M_b,)
     labels: tuple[torch.Tensor, ...]  # B x (M_b,)
     targets: ImageTargets
+    preprocessing: Preprocessing
 
     def __len__(self) -> int:
         return len(self.filenames)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> HOIBatch:
-        """The model's inputs and the targets on `device` (the host-side bookkeeping stays)."""
-        return self._map_model_tensors(lambda t: t.to(device, non_blocking=non_blocking))
+        """The model's inputs and the targets on `device` (the host-side bookkeeping stays), the images
+        finished there: decoded (encoded files: `decode_on_device`, then flipped where the sampler
+        said so), padded and normalised (`normalise_batch`). Images already normalised only move."""
+        device = torch.device(device)
+        moved = self._map_model_tensors(lambda t: t.to(device, non_blocking=non_blocking))
+        if isinstance(moved.images, torch.Tensor):
+            if moved.images.dtype != torch.uint8:
+                return moved
+            pixels = moved.images
+        else:
+            decoded = decode_on_device(moved.images, self.preprocessing.image_size, device)
+            pixels = pad_images([p.flip(-1) if f else p for p, f in zip(decoded, self.flipped.tolist())])
+        mean, std = self.preprocessing.mean, self.preprocessing.std
+        return replace(moved, images=normalise_batch(pixels, moved.image_sizes, mean, std))
 
     def pin_memory(self) -> HOIBatch:
         """The DataLoader's `pin_memory=True`: page-locked copies, so `to(cuda, non_blocking=True)` does not wait."""
@@ -120,7 +147,7 @@ class HOIBatch:
         return HOIBatch(
             indices=self.indices,
             filenames=self.filenames,
-            images=move(self.images),
+            images=move(self.images) if isinstance(self.images, torch.Tensor) else self.images,
             image_sizes=move(self.image_sizes),
             original_sizes=self.original_sizes,
             scales=self.scales,
@@ -129,6 +156,7 @@ class HOIBatch:
             scores=tuple(move(s) for s in self.scores),
             labels=tuple(move(lab) for lab in self.labels),
             targets=ImageTargets(move(self.targets.hoi), move(self.targets.verb), move(self.targets.object)),
+            preprocessing=self.preprocessing,
         )
 
     def original_boxes(self, b: int) -> torch.Tensor:
@@ -141,28 +169,14 @@ class HOIBatch:
         return boxes / torch.tensor([sx, sy, sx, sy])
 
 
-def padded_size(sizes: Sequence[tuple[int, int]], multiple: int = PAD_MULTIPLE) -> tuple[int, int]:
-    """(height, width) holding every (height, width) of `sizes`, rounded up to `multiple`."""
-    height = max(h for h, _ in sizes)
-    width = max(w for _, w in sizes)
-    return -(-height // multiple) * multiple, -(-width // multiple) * multiple
-
-
-def pad_images(images: Sequence[torch.Tensor], multiple: int = PAD_MULTIPLE) -> torch.Tensor:
-    """B (3, h_b, w_b) images -> (B, 3, H, W), each at the top left, zeros elsewhere."""
-    height, width = padded_size([tuple(image.shape[-2:]) for image in images], multiple)
-    batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
-    for b, image in enumerate(images):
-        batch[b, :, : image.shape[-2], : image.shape[-1]] = image
-    return batch
-
-
-def collate_samples(samples: Sequence[HOISample]) -> HOIBatch:
-    """Stack B samples into an `HOIBatch`, images padded to the largest (boxes stay a per-image tuple)."""
+def collate_samples(samples: Sequence[HOISample], preprocessing: Preprocessing) -> HOIBatch:
+    """Stack B samples into an `HOIBatch`, images padded to the largest (in shared memory in a
+    DataLoader worker) or kept encoded; boxes stay a per-image tuple."""
+    images = [s.image for s in samples]
     return HOIBatch(
         indices=torch.tensor([s.index for s in samples], dtype=torch.int64),
         filenames=tuple(s.filename for s in samples),
-        images=pad_images([s.image for s in samples]),
+        images=tuple(images) if images and isinstance(images[0], EncodedImage) else pad_images(images),
         image_sizes=torch.tensor([s.content_size for s in samples], dtype=torch.int64),
         original_sizes=torch.tensor([s.original_size for s in samples], dtype=torch.int64),
         scales=torch.tensor([s.scale for s in samples], dtype=torch.float32),
@@ -175,6 +189,7 @@ def collate_samples(samples: Sequence[HOISample]) -> HOIBatch:
             verb=torch.stack([s.verb for s in samples]),
             object=torch.stack([s.object for s in samples]),
         ),
+        preprocessing=preprocessing,
     )
 
 
@@ -183,7 +198,9 @@ class HOIImageDataset(Dataset):
 
     An item may also be requested as `(i, flip)` (what `SeededBatchSampler` yields in training).
     `proposals` is a proposals HDF5 path (read lazily, per worker) or a list of `Proposals` in
-    `filenames` order (e.g. fresh detections on the user's images).
+    `filenames` order (e.g. fresh detections on the user's images). `decode` is what the workers do
+    (`input_pipeline.worker_decode` of the preprocessing's decode and the model's device; default
+    the preprocessing's own); `collate` makes the batches.
     """
 
     def __init__(
@@ -195,11 +212,13 @@ class HOIImageDataset(Dataset):
         vocabulary: Vocabulary,
         preprocessing: Preprocessing,
         annotations: Sequence[ImageAnnotation] | None = None,
+        decode: Decode | None = None,
     ) -> None:
         self.images = Path(images)
         self.filenames = list(filenames)
         self.vocabulary = vocabulary
         self.preprocessing = preprocessing
+        self.decode = decode or preprocessing.decode
         if annotations is not None and len(annotations) != len(self.filenames):
             raise ValueError(f"{len(annotations)} annotations for {len(self.filenames)} images")
         self.annotations = None if annotations is None else list(annotations)
@@ -229,6 +248,7 @@ class HOIImageDataset(Dataset):
         images: str | os.PathLike,
         proposals: str | os.PathLike | Sequence[Proposals],
         preprocessing: Preprocessing,
+        decode: Decode | None = None,
     ) -> HOIImageDataset:
         """Every image of a split, with its labels."""
         return cls(
@@ -238,6 +258,7 @@ class HOIImageDataset(Dataset):
             vocabulary=annotations.vocabulary,
             preprocessing=preprocessing,
             annotations=annotations.images,
+            decode=decode,
         )
 
     def __len__(self) -> int:
@@ -300,22 +321,19 @@ class HOIImageDataset(Dataset):
         i = int(i)
         filename = self.filenames[i]
         image = self._read(filename)
-        width, height = image.size
-        size = self.preprocessing.image_size
-        new_width, new_height = letterbox_size(width, height, size)
-        image = image.resize((new_width, new_height), Image.BICUBIC)
-        pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)  # (3, h, w)
-        mean = torch.tensor(self.preprocessing.mean, dtype=torch.float32)[:, None, None]
-        std = torch.tensor(self.preprocessing.std, dtype=torch.float32)[:, None, None]
-        pixels = (pixels - mean) / std
+        height, width = image.original_size
+        new_width, new_height = resized_size(width, height, self.preprocessing.image_size)
         scale = (new_width / width, new_height / height)
+        if isinstance(image, EncodedImage):
+            pixels: torch.Tensor | EncodedImage = image  # decoded, and flipped, by `HOIBatch.to`
+        else:
+            pixels = image.pixels.flip(-1) if flip else image.pixels
 
         proposals = self.proposals(i)
         boxes = torch.from_numpy(proposals.boxes.copy()) * torch.tensor([scale[0], scale[1], scale[0], scale[1]])
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clamp(0, new_width)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clamp(0, new_height)
         if flip:
-            pixels = pixels.flip(-1)
             boxes[:, [0, 2]] = new_width - boxes[:, [2, 0]]
 
         vocab = self.vocabulary
@@ -343,13 +361,20 @@ class HOIImageDataset(Dataset):
             object=obj,
         )
 
-    def _read(self, filename: str) -> Image.Image:
-        """The image, or an `InputFileError` naming it (one line, also when raised in a DataLoader worker)."""
+    def collate(self, samples: Sequence[HOISample]) -> HOIBatch:
+        """The DataLoader's `collate_fn`: `collate_samples` with this dataset's preprocessing."""
+        return collate_samples(samples, self.preprocessing)
+
+    def _read(self, filename: str) -> DecodedImage | EncodedImage:
+        """The image resized (or its bytes, for device decoding), or an `InputFileError` naming it (one
+        line, also when raised in a DataLoader worker)."""
         path = self.images / filename
         if filename in self.skipped_images:
             raise InputFileError(f"{path}: the detect stage skipped this unreadable image; it has no item")
         try:
-            return read_image(path)
+            if self.decode == "device":
+                return read_encoded(path)
+            return read_resized(path, self.preprocessing.image_size, self.decode)
         except (FileNotFoundError, ValueError) as error:
             hint = (
                 f"; {self._file.path} does not list it as skipped: restore the image, or rerun detect with "

@@ -15,7 +15,10 @@ The steps and where they run (costs per 640 x 480 JPEG on one core of the develo
 `read_resized` is the worker's part for `decode` "pil" (the reference) or "torchvision";
 `read_encoded` + `decode_on_device` split it between the worker (reading the file's bytes) and the
 GPU. Every reader checks the image's size from its header first (`hoi_pipeline.datasets.images`)
-and raises errors that name the file.
+and raises errors that name the file. `HOIImageDataset` (training, inference, predict) reads its
+images with these functions and `HOIBatch.to` finishes them on the model's device; the setting is
+`model.decode` (`DEFAULT_DECODE`, kept in the checkpoint's preprocessing so inference reads
+images as training did).
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ from hoi_pipeline.datasets.images import open_image, read_image
 
 Decode = Literal["pil", "torchvision", "device"]
 DECODES: tuple[str, ...] = ("pil", "torchvision", "device")
+# the measured choice on the CPU (README "Performance"): the same decoded pixels as Pillow, the resize
+# 8x faster; "device" is for GPUs whose workers cannot keep up (it needs CUDA to differ from this one)
+DEFAULT_DECODE: Decode = "torchvision"
 
 
 def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
@@ -62,13 +68,15 @@ class EncodedImage:
 
     data: torch.Tensor  # (L,) uint8, the file's content
     original_size: tuple[int, int]  # (height, width) from the header
+    path: str  # the file, for error messages
 
 
 def read_resized(path: str | os.PathLike, size: int, decode: Decode = "pil") -> DecodedImage:
     """Decode an image file as RGB and resize it to the longer side `size` (bicubic, antialiased).
 
     decode "pil": Pillow for both steps (the reference); "torchvision": torchvision's decoder (the
-    same pixels for JPEG and PNG) and its uint8 bicubic resize (within one grey level of Pillow's).
+    same pixels for JPEG and PNG; Pillow's for formats it lacks, e.g. BMP or TIFF) and its uint8
+    bicubic resize (within one grey level of Pillow's).
     """
     if decode == "pil":
         image = read_image(path)
@@ -76,16 +84,29 @@ def read_resized(path: str | os.PathLike, size: int, decode: Decode = "pil") -> 
         new_size = resized_size(width, height, size)
         if new_size != (width, height):
             image = image.resize(new_size, Image.BICUBIC)
-        pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()  # (3, h, w)
-        return DecodedImage(pixels, (height, width))
+        return DecodedImage(pillow_pixels(image), (height, width))
     if decode == "torchvision":
         encoded = read_encoded(path)
         try:
             pixels = decode_image(encoded.data, mode=ImageReadMode.RGB)  # (3, H, W) uint8
-        except RuntimeError as error:
-            raise ValueError(f"{Path(path)}: cannot read image ({error})") from error
+        except RuntimeError:  # a format torchvision does not decode, or a damaged file: Pillow decides
+            pixels = pillow_pixels(read_image(path))
         return DecodedImage(resize_pixels(pixels, size), encoded.original_size)
     raise ValueError(f"decode: '{decode}' is not one of {list(DECODES)} for a CPU reader")
+
+
+def pillow_pixels(image: Image.Image) -> torch.Tensor:
+    """An RGB Pillow image -> (3, H, W) uint8."""
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+
+
+def worker_decode(decode: Decode, device: torch.device) -> Decode:
+    """What DataLoader workers do for `decode` when the model runs on `device`: "device" decoding
+    needs CUDA (nvJPEG); elsewhere the workers decode as "torchvision" does, which is what
+    `decode_on_device` would do on that device anyway (the same pixels, in parallel)."""
+    if decode not in DECODES:
+        raise ValueError(f"decode: '{decode}' is not one of {list(DECODES)}")
+    return "torchvision" if decode == "device" and device.type != "cuda" else decode
 
 
 def read_encoded(path: str | os.PathLike) -> EncodedImage:
@@ -94,7 +115,7 @@ def read_encoded(path: str | os.PathLike) -> EncodedImage:
     with open_image(path) as image:
         width, height = image.size
     data = torch.from_numpy(np.fromfile(path, dtype=np.uint8))
-    return EncodedImage(data, (height, width))
+    return EncodedImage(data, (height, width), str(path))
 
 
 def is_jpeg(data: torch.Tensor) -> bool:
@@ -140,8 +161,8 @@ def decode_on_device(
                 continue
             try:
                 pixels = decode_image(item.data, mode=ImageReadMode.RGB)
-            except RuntimeError as error:
-                raise ValueError(f"image {i} of the batch: cannot decode ({error})") from error
+            except RuntimeError:  # not a format torchvision decodes (or damaged): Pillow reads it or names the file
+                pixels = pillow_pixels(read_image(item.path))
             out[i] = pixels.to(device, non_blocking=True)
     return [resize_pixels(pixels, size) for pixels in out]  # type: ignore[arg-type]
 

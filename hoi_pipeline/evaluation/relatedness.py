@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from hoi_pipeline.datasets.hoi_images import HOIImageDataset, collate_samples
+from hoi_pipeline.datasets.hoi_images import HOIImageDataset
 from hoi_pipeline.structures import HOIAnnotations
 
 
@@ -22,7 +22,7 @@ def relatedness_pick_rate(
     """(pick rate, chance) over the images with pairs and annotated pairs, on the CPU."""
     hits, chance = [], []
     for start in range(0, len(dataset), batch_size):
-        batch = collate_samples([dataset[i] for i in range(start, min(len(dataset), start + batch_size))])
+        batch = dataset.collate([dataset[i] for i in range(start, min(len(dataset), start + batch_size))]).to("cpu")
         out = model(batch.images, batch.boxes, batch.labels, batch.scores, batch.image_sizes)
         for b, i in enumerate(batch.indices.tolist()):
             rows = torch.nonzero(out.pair_image == b, as_tuple=True)[0]

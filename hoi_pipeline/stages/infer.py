@@ -223,6 +223,7 @@ def run(
     from hoi_pipeline.checkpoints import load_trained_model
     from hoi_pipeline.datasets import load_annotations
     from hoi_pipeline.datasets.hoi_images import HOIImageDataset
+    from hoi_pipeline.datasets.input_pipeline import worker_decode
 
     start = time.perf_counter()
     refuse_overwriting_inputs([out], [annotations, proposals, checkpoint])
@@ -237,6 +238,7 @@ def run(
         proposals=proposals,
         vocabulary=data.vocabulary,
         preprocessing=info.preprocessing,
+        decode=worker_decode(info.preprocessing.decode, device),
     )  # no labels: inference never looks at them
     hoi_lookup = torch.from_numpy(data.vocabulary.hoi_lookup())
     log.info(
@@ -271,8 +273,6 @@ def infer_dataset(
     """
     from torch.utils.data import DataLoader
 
-    from hoi_pipeline.datasets.hoi_images import collate_samples
-
     dataset.close()  # workers open their own HDF5 handles
     readable = dataset.readable_indices()
     if len(readable) < len(dataset):
@@ -283,7 +283,7 @@ def infer_dataset(
         sampler=readable,
         batch_size=infer.batch_size,
         num_workers=infer.num_workers,
-        collate_fn=collate_samples,
+        collate_fn=dataset.collate,
         pin_memory=device.type == "cuda",
     )
     detections = [empty_detections(name) for name in dataset.filenames]

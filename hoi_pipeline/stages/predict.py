@@ -210,7 +210,8 @@ def run(
     torch_device = resolve_device(device or infer.device)
 
     from hoi_pipeline.checkpoints import load_trained_model
-    from hoi_pipeline.datasets.hoi_images import HOIImageDataset, collate_samples
+    from hoi_pipeline.datasets.hoi_images import HOIImageDataset
+    from hoi_pipeline.datasets.input_pipeline import worker_decode
 
     model, info = load_trained_model(checkpoint, torch_device)
     vocabulary = info.vocabulary
@@ -244,8 +245,9 @@ def run(
                 proposals=proposals,
                 vocabulary=vocabulary,
                 preprocessing=info.preprocessing,
+                decode=worker_decode(info.preprocessing.decode, torch_device),
             )
-            batch = collate_samples([dataset[j] for j in range(len(chunk))])
+            batch = dataset.collate([dataset[j] for j in range(len(chunk))])
             detections = predict_batch(model, batch, proposals, hoi_lookup, infer, torch_device)
             for j, i in enumerate(chunk):
                 humans = int((proposals[j].labels == vocabulary.person).sum())

@@ -61,8 +61,8 @@ from hoi_pipeline.datasets.hoi_images import (
     HOIImageDataset,
     Preprocessing,
     SeededBatchSampler,
-    collate_samples,
 )
+from hoi_pipeline.datasets.input_pipeline import Decode, worker_decode
 from hoi_pipeline.devices import autocast
 from hoi_pipeline.knowledge_bank_file import load_knowledge_bank
 from hoi_pipeline.losses import LossTerms, compute_losses, effective_loss_config
@@ -179,7 +179,7 @@ def prepare_model(
             clip=clip, model=model, vocabulary=vocabulary, bank_embeddings=bank_embeddings,
             max_pairs=max_pairs, seed=seed,
         )  # fmt: skip
-    return net, Preprocessing(int(size), tuple(mean), tuple(std))
+    return net, Preprocessing(int(size), tuple(mean), tuple(std), model.decode)
 
 
 def build_optimizer(model: BiLevelHOIModel, train: TrainConfig) -> torch.optim.AdamW:
@@ -353,7 +353,8 @@ def run(
         start_or_resume(state, saved, decision, out_dir=out_dir, processes=processes, iterations=train.iterations)
         saved_at = state.iteration if decision.resume else None
         include = loss.images_without_pairs == "train_global" and model.use_hoi_recognition  # L_g needs no pair
-        dataset, indices = training_dataset(split_annotations, annotations, images, proposals, preprocessing, include)
+        dataset, indices = training_dataset(split_annotations, annotations, images, proposals, preprocessing, include,
+                                            decode=worker_decode(preprocessing.decode, device))  # fmt: skip
         stop = train.iterations if max_steps is None else min(train.iterations, state.iteration + max_steps)
         loss_config = effective_loss_config(loss, model.use_hoi_recognition)
 
@@ -511,11 +512,13 @@ def training_dataset(
     proposals: Path,
     preprocessing: Preprocessing,
     include_without_pairs: bool = True,
+    decode: Decode | None = None,
 ) -> tuple[HOIImageDataset, list[int]]:
     """The split's images and the indices of those that train: an HOI label, and a human-object pair
-    unless `include_without_pairs` (such images still train L_g)."""
+    unless `include_without_pairs` (such images still train L_g). `decode`: the workers' part
+    (`worker_decode`), the preprocessing's own by default."""
     dataset = HOIImageDataset.from_split(
-        split_annotations, images=images, proposals=proposals, preprocessing=preprocessing
+        split_annotations, images=images, proposals=proposals, preprocessing=preprocessing, decode=decode
     )
     indices, counts = dataset.training_indices(include_without_pairs)
     log.info(
@@ -545,7 +548,7 @@ def training_loader(
         rank=processes.rank, world_size=processes.world_size, micro_batch_size=train.micro_batch_size,
     )  # fmt: skip
     return DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=collate_samples, num_workers=train.num_workers,
+        dataset, batch_sampler=sampler, collate_fn=dataset.collate, num_workers=train.num_workers,
         pin_memory=device.type == "cuda", worker_init_fn=_ignore_termination,
         generator=torch.Generator().manual_seed(train.seed),  # worker seeds never draw from the global RNG
     )  # fmt: skip

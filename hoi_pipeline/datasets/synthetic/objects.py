@@ -243,7 +243,7 @@ RACKET_FRAME, RACKET_GRIP = (30, 30, 120), (20, 20, 20)
 
 def draw_tennis_racket(x1: float, y1: float, x2: float, y2: float, facing: int) -> list[Shape]:
     """Upright: a strung oval head on top, the grip at the bottom of the box."""
-    w, h = x2 - x1, y2 - y1
+    h = y2 - y1
     cx, neck = (x1 + x2) / 2, y1 + 0.62 * h
     return [
         line([(cx, neck - 0.02), (cx, y2)], 0.03, RACKET_GRIP),
