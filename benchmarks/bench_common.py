@@ -6,8 +6,10 @@ collects into one table) and a command line printing them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import resource
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +33,7 @@ class Measurement:
     device: str = ""
     images_per_s: float | None = None  # (or prompts / s for embed; see `unit`)
     s_per_iteration: float | None = None  # one batch (train: one optimiser step)
-    peak_mib: float | None = None  # CUDA: max allocated; CPU: peak resident set of the measuring process
+    peak_mib: float | None = None  # CUDA: max allocated; CPU: peak resident set, unless its benchmark says otherwise
     unit: str = "images/s"
     details: dict = field(default_factory=dict)  # further figures, printed after the table
     error: str = ""
@@ -84,6 +86,84 @@ def current_memory_mib(device: torch.device) -> float:
         return torch.cuda.memory_allocated(device) / 2**20
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+@dataclass
+class SavedBytes:
+    """What autograd saved for backward inside a `saved_activation_bytes()` block, in bytes."""
+
+    activations: int = 0  # storages the block made: what a training step holds from forward to backward
+    existing: int = 0  # storages that existed before the block: parameters and inputs
+
+
+@contextlib.contextmanager
+def saved_activation_bytes(existing: Iterable[torch.Tensor] = ()) -> Iterator[SavedBytes]:
+    """Count the bytes of the tensors autograd saves for backward while the block runs (a forward pass).
+
+    Each storage counts once and whole: views share their base's storage (`x`, `x.T` and `x[0]`
+    saved by three operations cost the storage of `x`, once), and a saved slice keeps all of its
+    storage alive. A storage is `existing`, not an activation, when it belongs to a leaf tensor that
+    requires grad (parameters, inputs being differentiated; a view's base counts) or to a tensor in
+    `existing` (inputs without grad, such as RoIs); everything else was made by the forward pass. The
+    figure holds on every device (what is saved does not depend on the allocator); tensors an
+    operation keeps outside autograd's saved tensors (a Python `ctx.attribute = tensor`) are not seen.
+    Autograd must keep the graph until the backward pass, as a training step does: a saved storage
+    freed inside the block could be counted twice if its address were reused.
+    """
+    known = {_storage_key(tensor) for tensor in existing}
+    seen: dict[tuple[torch.device, int], int] = {}
+    made: set[tuple[torch.device, int]] = set()
+    saved = SavedBytes()
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        key = _storage_key(tensor)
+        if key not in seen:
+            seen[key] = tensor.untyped_storage().nbytes()
+            base = tensor if tensor._base is None else tensor._base
+            if not (key in known or (base.is_leaf and base.requires_grad)):
+                made.add(key)
+        return tensor.detach()  # not the tensor itself: a saved output would hold its own grad_fn (a cycle)
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        yield saved
+    saved.activations = sum(nbytes for key, nbytes in seen.items() if key in made)
+    saved.existing = sum(nbytes for key, nbytes in seen.items() if key not in made)
+
+
+def _storage_key(tensor: torch.Tensor) -> tuple[torch.device, int]:
+    storage = tensor.untyped_storage()
+    return storage.device, storage.data_ptr()
+
+
+@dataclass
+class PeakBytes:
+    """The most memory tensors made inside a `cpu_tensor_peak()` block held at once, in bytes."""
+
+    peak: int = 0
+
+
+@contextlib.contextmanager
+def cpu_tensor_peak() -> Iterator[PeakBytes]:
+    """The CPU analogue of CUDA's max allocated: the profiler's allocation events (`profile_memory`)
+    summed in time order, the most bytes of CPU tensors allocated inside the block and live at once.
+
+    Memory allocated before the block is not counted, nor its release inside the block (the
+    profiler does not know its size); allocations outside PyTorch's CPU allocator (a BLAS or oneDNN
+    workspace) are not seen. The profiler slows the block down: do not time it.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    result = PeakBytes()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        yield result
+    events = [
+        event for event in profiler.profiler.kineto_results.events()
+        if event.name() == "[memory]" and event.device_type() == torch.autograd.DeviceType.CPU
+    ]  # fmt: skip
+    live = 0
+    for event in sorted(events, key=lambda event: event.start_ns()):
+        live += event.nbytes()  # an allocation; negative: a release
+        result.peak = max(result.peak, live)
 
 
 def hico_sized_vocabulary(

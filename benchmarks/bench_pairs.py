@@ -11,8 +11,26 @@ with CLIP's attention pool on a 7 x 7 RoI grid. Two ways give the same vectors (
 
 Random layer4 maps of B images at the input size (640 -> 20 x 15 cells) and K RoIs per image;
 the attention pool is built alone with the CLIP model's sizes (random init). CUDA runs under bf16
-autocast, the CPU in fp32. Memory is what the first step adds to the maps at its peak (CUDA: max
-allocated; CPU: peak resident set over the resident set before), time the mean of the next steps.
+autocast, the CPU in fp32. Each variant runs at K / 4 and at K RoIs per image; the row's figures are
+those at K, "per 1,000 RoIs" the difference between the two counts per 1,000 RoIs more (what more
+RoIs cost, without the cost paid once per step). The first step of each count measures memory, the
+mean of the next steps is the time (ms per 1,000 RoIs: on the CPU `align_rois` takes dense matrices
+while K * cells * channels is small and torchvision above; K / 4 and K may fall on both sides).
+
+    peak MiB                  the most memory the step's tensors held at once beyond what was live
+                              before it (the maps, the pool): CUDA `max_memory_allocated`; CPU the
+                              profiler's allocation events (`bench_common.cpu_tensor_peak`)
+    max allocated, MiB per    CUDA only: the difference of two such peaks (on the CPU the transient
+      1,000 RoIs              peak changes with the RoI-Align path)
+    saved for backward MiB    the bytes of the tensors autograd keeps from the forward pass for the
+                              backward pass, each storage once, parameters and inputs left out
+                              (`bench_common.saved_activation_bytes`): the activation memory a
+                              training step holds between its forward and backward passes; exact
+                              for the kernels the device runs, whatever its allocator
+    saved for backward, MiB   its difference per 1,000 RoIs: what each RoI (a pair's union box, a
+      per 1,000 RoIs          proposal) adds to a training step's activations; the projected variant
+                              also saves two copies of the concatenated q/k/v weight once per step
+                              (96 MiB for RN50 in fp32), in the total but not in this figure
 
     python benchmarks/bench_pairs.py --device cpu --images 2 --rois 64
     python benchmarks/bench_pairs.py --device cuda --images 96 --rois 286
@@ -21,18 +39,22 @@ allocated; CPU: peak resident set over the resident set before), time the mean o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from dataclasses import dataclass
 
 import open_clip
 import torch
 
 from bench_common import (
     Measurement,
+    cpu_tensor_peak,
     current_memory_mib,
     device_name,
     peak_memory_mib,
     reset_peak_memory,
+    saved_activation_bytes,
     synchronize,
 )
 from hoi_pipeline.devices import autocast, resolve_device
@@ -99,49 +121,72 @@ def measure_pairs(
     layer4 = torch.randn(images, channels, -(-height // stride), -(-width // stride), generator=generator)
     layer4 = layer4.to(torch_device).requires_grad_(True)
     few, many = max(1, rois // 4), rois
-    # fewer RoIs first: the CPU's peak resident set only grows
-    (few_s, few_mib), (many_s, many_mib) = (
-        _time_and_memory(variant, pool, layer4, random_rois(images, count, height, width, generator).to(torch_device),
-                         precision, repeat)  # fmt: skip
+    few_cost, many_cost = (
+        step_cost(variant, pool, layer4, random_rois(images, count, height, width, generator).to(torch_device),
+                  precision, repeat)  # fmt: skip
         for count in (few, many)
     )
-    added = images * (many - few) / 1000
-    # a CPU process's peak resident set never falls, so the difference of two peaks in one process says nothing
-    per_roi_mib = round((many_mib - few_mib) / added, 1) if added and torch_device.type == "cuda" else None
+    added = images * (many - few) / 1000  # thousands of RoIs more
+
+    def per_thousand(more: float) -> float | None:
+        return round(more / added, 1) if added else None
+
+    details = {"ms per 1,000 RoIs": per_thousand((many_cost.seconds - few_cost.seconds) * 1000)}
+    if torch_device.type == "cuda":  # on the CPU the RoI-Align path, and its transient memory, change with K
+        details["max allocated, MiB per 1,000 RoIs"] = per_thousand(many_cost.peak_mib - few_cost.peak_mib)
+    details["saved for backward MiB"] = round(many_cost.saved_mib, 1)
+    details["saved for backward, MiB per 1,000 RoIs"] = per_thousand(many_cost.saved_mib - few_cost.saved_mib)
     used_precision = precision if torch_device.type == "cuda" else "fp32"
     return Measurement(
         "pairs", f"RoI pooling {variant}, {model}, {images} images x {rois} RoIs at {width}x{height}, "
         f"{used_precision}, forward + backward", device_name(torch_device),
-        images_per_s=images / many_s, s_per_iteration=many_s, peak_mib=many_mib,
-        details={"ms per 1,000 RoIs": round((many_s - few_s) * 1000 / added, 1) if added else None,
-                 "MiB per 1,000 RoIs (CUDA only)": per_roi_mib},
+        images_per_s=images / many_cost.seconds, s_per_iteration=many_cost.seconds, peak_mib=many_cost.peak_mib,
+        details=details,
     )  # fmt: skip
 
 
-def _time_and_memory(
+@dataclass(frozen=True)
+class StepCost:
+    """Forward + backward of `pool_rois` on one set of RoIs."""
+
+    seconds: float  # mean of the timed steps
+    peak_mib: float | None  # the first step's tensors at their peak, beyond what was live before (CUDA, CPU)
+    saved_mib: float  # what the first step's forward pass saved for backward (activations only)
+
+
+def step_cost(
     variant: str, pool: torch.nn.Module, layer4: torch.Tensor, rois: torch.Tensor, precision: str, repeat: int
-) -> tuple[float, float]:
-    """(seconds per step, MiB the first step adds at its peak) of forward + backward on these RoIs."""
+) -> StepCost:
+    """Memory from a first step (also the warm-up), time from the `repeat` steps after it."""
     device = layer4.device
 
-    def step() -> None:
+    def forward() -> torch.Tensor:
         with autocast(device, precision):
             out = pool_rois(variant, pool, layer4, rois)
-        out.float().square().mean().backward()
+        return out.float().square().mean()
+
+    def backward(loss: torch.Tensor) -> None:
+        loss.backward()
         layer4.grad = None
         pool.zero_grad(set_to_none=True)
 
     synchronize(device)
-    base = current_memory_mib(device)
+    base = current_memory_mib(device) if device.type == "cuda" else 0.0
     reset_peak_memory(device)
-    step()  # also the warm-up
-    synchronize(device)
-    peak = peak_memory_mib(device) - base
+    with cpu_tensor_peak() if device.type == "cpu" else contextlib.nullcontext() as cpu_peak:
+        with saved_activation_bytes(existing=[rois]) as saved:
+            loss = forward()
+        backward(loss)
+        synchronize(device)
+    if device.type == "cuda":
+        peak = peak_memory_mib(device) - base
+    else:
+        peak = cpu_peak.peak / 2**20 if cpu_peak is not None else None
     start = time.perf_counter()
     for _ in range(repeat):
-        step()
+        backward(forward())
     synchronize(device)
-    return (time.perf_counter() - start) / repeat, peak
+    return StepCost((time.perf_counter() - start) / repeat, peak, saved.activations / 2**20)
 
 
 def main(argv: list[str] | None = None) -> int:

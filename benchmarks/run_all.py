@@ -14,7 +14,8 @@ Rows: the input pipeline alone (decode + resize + normalise of 640 x 480 JPEGs, 
 through DataLoader workers), detect (torchvision Faster R-CNN builders), embed (the CLIP text
 tower on 600 prompts), train (one optimiser step at 224, 448 and 640 pixels), pairs (the pair
 branch's RoI pooling, time and memory per 1,000 RoIs), infer (the stage's loop) and evaluate (the
-HICO-DET test set, one core).
+HICO-DET test set, one core). A row's further figures are in its notes: the pairs rows' memory
+saved for backward (total, and per 1,000 RoIs) is measured on every device (see bench_pairs.py).
 """
 
 from __future__ import annotations
@@ -198,7 +199,8 @@ def environment(device: str) -> list[str]:
         "",
         f"{datetime.date.today().isoformat()}; torch {torch.__version__}, torchvision {torchvision.__version__}; "
         f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; GPU: {gpu}. "
-        "Random-init weights; peak memory: CUDA max allocated, CPU peak resident set of the measuring process.",
+        "Random-init weights; peak memory: CUDA max allocated, CPU peak resident set of the measuring process "
+        "(pairs on the CPU: the peak of the step's live tensors, from the profiler; see `benchmarks/bench_pairs.py`).",
     ]
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 RUN_ALL = Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py"
 STAGES = ("input", "detect", "embed", "train", "pairs", "infer", "evaluate")
@@ -30,6 +31,9 @@ def test_run_all_quick_on_the_cpu_writes_one_table_with_a_row_per_stage(tmp_path
     for row in rows:
         assert row["images_per_s"] > 0 and row["device"]
     assert {row["stage"] for row in rows if row["peak_mib"]} >= {"detect", "embed", "train", "pairs", "infer"}
+    (pairs,) = [row for row in rows if row["stage"] == "pairs"]
+    assert pairs["details"]["saved for backward, MiB per 1,000 RoIs"] > 0
+    assert "saved for backward, MiB per 1,000 RoIs" in table
 
 
 def test_a_failing_case_becomes_its_rows_error_and_the_table_still_comes(monkeypatch):
@@ -74,3 +78,60 @@ def test_bench_deviations_trains_the_demo_under_a_switch(tmp_path):
     assert [row["variant"] for row in rows] == ["paper", "relatedness_mean"]
     for row in rows:
         assert 0 <= float(row["full"]) <= 100 and 0 <= float(row["pick"]) <= 1
+
+
+@pytest.fixture
+def benchmarks(monkeypatch):
+    """The benchmark modules import each other by name, as when run as scripts."""
+    monkeypatch.syspath_prepend(str(RUN_ALL.parent))
+    return importlib.import_module
+
+
+def test_saved_activation_bytes_counts_each_storage_once_and_whole(benchmarks):
+    bench_common = benchmarks("bench_common")
+    x = torch.randn(3, 4, requires_grad=True)  # a leaf that requires grad (like a parameter): existing
+    w = torch.randn(4)  # an input without grad, named as existing
+
+    def forward() -> torch.Tensor:
+        e = x.exp()  # saves its result e: 3 x 4 float32 = 48 bytes, made
+        y = (e * w).sum()  # saves w (16 bytes, existing), not e (w needs no gradient)
+        y = y + (e[0] * e[1]).sum()  # saves two views of e: e's storage again, not counted again
+        y = y + (x * x).sum()  # saves x twice: its 48 bytes once, existing
+        f = x + 1  # a new 3 x 4 tensor; adding a number saves nothing
+        return y + (f[:1] * x[:1]).sum()  # saves the slice f[:1]: all 48 bytes of f, made; a view of x
+
+    with bench_common.saved_activation_bytes(existing=[w]) as saved:
+        y = forward()
+    assert (saved.activations, saved.existing) == (48 + 48, 16 + 48)
+    (grad,) = torch.autograd.grad(y, x)  # the graph works on what the hooks kept
+    assert torch.equal(grad, torch.autograd.grad(forward(), x)[0])
+
+
+def test_cpu_tensor_peak_is_the_most_bytes_made_in_the_block_and_live_at_once(benchmarks):
+    bench_common = benchmarks("bench_common")
+    n = 1 << 20
+    x = torch.ones(n)  # made before the block: not counted
+    with bench_common.cpu_tensor_peak() as peak:
+        y = x * 2  # 4n bytes live
+        z = y + 1  # 8n
+        del y  # 4n
+        w = z * 3  # 8n again
+        del z, w  # 0
+    assert 8 * n <= peak.peak < 8 * n + 4096  # (a few bytes more: numbers wrapped as tensors)
+
+
+def test_bench_pairs_saves_more_for_backward_with_more_rois_at_a_steady_rate(benchmarks):
+    """Two tiny runs per variant (K / 4 and K RoIs each): the saved bytes grow linearly with the RoIs."""
+    bench_pairs = benchmarks("bench_pairs")
+    for variant in bench_pairs.VARIANTS:
+        small, large = (
+            bench_pairs.measure_pairs(variant=variant, model="hoi-tiny-rn", images=2, rois=rois, repeat=1).details
+            for rois in (8, 32)
+        )
+        assert 0 < small["saved for backward MiB"] < large["saved for backward MiB"]
+        slope = large["saved for backward, MiB per 1,000 RoIs"]  # 16 -> 64 RoIs in all
+        assert slope > 0
+        assert small["saved for backward, MiB per 1,000 RoIs"] == pytest.approx(slope, rel=0.02, abs=0.2)  # 4 -> 16
+        grown = large["saved for backward MiB"] - small["saved for backward MiB"]  # 16 -> 64 RoIs
+        assert grown == pytest.approx(slope * 48 / 1000, rel=0.02, abs=0.1)
+        assert "max allocated, MiB per 1,000 RoIs" not in large  # a CUDA figure
