@@ -10,7 +10,8 @@ Each factor can be switched off for the ablations (`InferConfig.use_*`); a switc
 With `infer.pair_normalization: sigmoid`, e_p[p, a] = sigmoid(s_p[p, a]) instead: each pair scored alone,
 for models whose s_p are already per-pair scores (the CLIP zero-shot model, Table 3 Abl 1).
 Only (pair, verb) combinations whose (verb, object class) is an HOI class of the dataset become
-tuples. Everything here is a pure tensor function; the stages feed it one image at a time.
+tuples. Everything here is a pure tensor function; the stages feed it one image at a time
+(`batch_pair_scores` gives e_p of a whole batch, for models that fold e_p into their output).
 Shape letters: P pairs, A verbs, O objects, N HOI classes, T tuples.
 """
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from hoi_pipeline.config import InferConfig
+from hoi_pipeline.segments import segment_max, segment_softmax
 
 FACTOR_NAMES = ("score_global", "score_pair", "score_relatedness", "score_detection")
 
@@ -53,23 +55,34 @@ class FusedScores:
         return {name: getattr(self, name) for name in FACTOR_NAMES}
 
 
-def pair_scores(pair_logits: torch.Tensor, normalization: str = "softmax") -> torch.Tensor:
-    """e_p (P, A) of one image: sigmoid of the best pair's logit times the softmax over the P pairs.
+def batch_pair_scores(
+    pair_logits: torch.Tensor, pair_image: torch.Tensor, num_images: int, normalization: str = "softmax"
+) -> torch.Tensor:
+    """e_p (P, A) of a batch's pairs, each image's pairs (`pair_image` (P,) in [0, B)) among themselves.
 
-    The softmax ranks the pairs of an image against each other for a verb; the sigmoid of the
-    maximum keeps the image-level confidence of that verb (MIL over pairs, paper Eq. 3).
+    Per image and verb: sigmoid of the best pair's logit times the softmax over the image's pairs. The
+    softmax ranks the pairs of an image against each other for a verb; the sigmoid of the maximum keeps
+    the image-level confidence of that verb (MIL over pairs, paper Eq. 3). Whole-batch segment
+    operations, no loop over images and no wait for the device.
     `normalization="sigmoid"`: sigmoid(s_p) of each pair alone (`InferConfig.pair_normalization`).
     """
     if pair_logits.ndim != 2:
         raise ValueError(f"pair_logits must be (P, A), got shape {tuple(pair_logits.shape)}")
-    if pair_logits.shape[0] == 0:
-        return pair_logits.float()
+    if pair_image.shape != pair_logits.shape[:1]:
+        raise ValueError(f"pair_image must be (P,) = ({pair_logits.shape[0]},), got shape {tuple(pair_image.shape)}")
+    if normalization not in ("softmax", "sigmoid"):
+        raise ValueError(f"unknown pair normalization '{normalization}'; allowed: softmax, sigmoid")
     logits = pair_logits.float()
     if normalization == "sigmoid":
         return torch.sigmoid(logits)
-    if normalization != "softmax":
-        raise ValueError(f"unknown pair normalization '{normalization}'; allowed: softmax, sigmoid")
-    return torch.sigmoid(logits.max(dim=0).values) * torch.softmax(logits, dim=0)  # (A,) * (P, A)
+    best = segment_max(logits, pair_image, num_images)[pair_image]  # (P, A) the best logit of the pair's image
+    return torch.sigmoid(best) * segment_softmax(logits, pair_image, num_images)
+
+
+def pair_scores(pair_logits: torch.Tensor, normalization: str = "softmax") -> torch.Tensor:
+    """e_p (P, A) of one image's P pairs: `batch_pair_scores` with a single image."""
+    one_image = torch.zeros(pair_logits.shape[:1], dtype=torch.int64, device=pair_logits.device)  # (P,)
+    return batch_pair_scores(pair_logits, one_image, 1, normalization)
 
 
 def fuse_scores(

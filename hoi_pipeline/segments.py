@@ -43,3 +43,25 @@ def rank_within_segments(values: torch.Tensor, segment: torch.Tensor, num_segmen
     ranks = torch.empty_like(order)
     ranks.scatter_(0, order, position - starts[segment_of])  # (P, C)
     return ranks[:, 0] if column else ranks
+
+
+def segment_max(values: torch.Tensor, segment: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """(P, ...) float values and (P,) segment indices -> (S, ...) maximum over each segment's items.
+
+    -inf for a segment without items; a NaN makes its segment's maximum NaN, as `torch.max` does.
+    """
+    index = segment.view(-1, *([1] * (values.dim() - 1))).expand_as(values)  # (P, ...)
+    lowest = values.new_full((num_segments, *values.shape[1:]), float("-inf"))
+    return lowest.scatter_reduce(0, index, values, reduce="amax", include_self=True)
+
+
+def segment_softmax(values: torch.Tensor, segment: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """(P, ...) float values and (P,) segment indices -> (P, ...) softmax over the items of each segment.
+
+    Per segment and column, `torch.softmax(values[segment == s], dim=0)` up to float rounding (the sum
+    runs in item order, `index_add_`); the same NaN where a column's maximum is not finite (all -inf,
+    +inf or NaN), as `torch.softmax` gives.
+    """
+    shifted = torch.exp(values - segment_max(values, segment, num_segments)[segment])  # (P, ...) in (0, 1]
+    total = torch.zeros((num_segments, *values.shape[1:]), dtype=shifted.dtype, device=shifted.device)
+    return shifted / total.index_add_(0, segment, shifted)[segment]

@@ -1,4 +1,4 @@
-"""Whole-batch pairing and segment ranks equal the per-image loops, ties and empty images included."""
+"""Whole-batch pairing and segment operations equal the per-image loops, ties and empty images included."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hoi_pipeline.modeling.pairing import enumerate_batch_pairs, enumerate_pairs
-from hoi_pipeline.segments import rank_within_segments, segment_counts
+from hoi_pipeline.segments import rank_within_segments, segment_counts, segment_max, segment_softmax
 
 
 def random_proposals(generator: torch.Generator):
@@ -66,3 +66,22 @@ def test_rank_within_segments_is_the_stable_descending_sort_of_each_segment():
             assert torch.equal(ranks[members, c], expected)
     assert torch.equal(rank_within_segments(values[:, 0], segment, 5), ranks[:, 0])
     assert segment_counts(segment, 5).tolist() == [int((segment == s).sum()) for s in range(5)]
+
+
+def test_segment_max_and_softmax_equal_torch_on_each_segment():
+    """Max exactly; softmax to float rounding (its sum runs in another order); non-finite columns alike."""
+    generator = torch.Generator().manual_seed(1)
+    values = torch.randint(-2, 3, (30, 6), generator=generator).float() * 40  # ties; exp(-160) underflows
+    segment = torch.randint(0, 4, (30,), generator=generator)  # not sorted; segment 4 of 5 empty
+    values[segment == 0, 0] = float("-inf")  # a column of -inf: NaN, as torch.softmax gives
+    values[3, 1], values[4, 2], values[5, 3] = float("-inf"), float("inf"), float("nan")
+    values[:, 4] += 1e4  # large logits
+    maxima, soft = segment_max(values, segment, 5), segment_softmax(values, segment, 5)
+    assert maxima.shape == (5, 6) and torch.all(maxima[4] == float("-inf"))
+    for s in range(4):
+        members = torch.nonzero(segment == s, as_tuple=True)[0]
+        assert len(members) > 1
+        torch.testing.assert_close(maxima[s], values[members].max(dim=0).values, rtol=0, atol=0, equal_nan=True)
+        expected = torch.softmax(values[members], dim=0)
+        torch.testing.assert_close(soft[members], expected, rtol=1e-6, atol=1e-30, equal_nan=True)
+    assert soft[segment == 0, 0].isnan().all() and not soft[:, 5].isnan().any()

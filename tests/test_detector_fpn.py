@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 from torchvision.models.detection import fasterrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn_v2
 from torchvision.ops import roi_align
 
 from hoi_pipeline.checkpoints import load_trained_model
 from hoi_pipeline.config import ClipConfig, LossConfig, ModelConfig, TrainConfig
-from hoi_pipeline.modeling.backbone import DetectorFPNBackbone, attention_pool, build_detector_fpn_backbone
+from hoi_pipeline.modeling.backbone import FPN_LEVELS, DetectorFPNBackbone, attention_pool, build_detector_fpn_backbone
 from hoi_pipeline.modeling.model import build_model
 from hoi_pipeline.stages import train as train_stage
 from test_train import VOCAB, make_split
@@ -82,6 +83,32 @@ def test_rois_come_from_the_level_the_fpn_mapper_picks(v2_weights):
     torch.testing.assert_close(pooled[0], expected("p4", 16, large, 1), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(pooled[1], expected("p2", 4, small, 0), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(pooled[2], expected("p2", 4, small, 1), rtol=1e-4, atol=1e-4)
+
+
+def test_pool_rois_equals_the_per_image_mask_construction():
+    """The one-split grouping gives MultiScaleRoIAlign the per-image boxes the one-mask-per-image loop gave."""
+    torch.manual_seed(0)
+    backbone = DetectorFPNBackbone(torchvision.models.resnet50(weights=None), embed_dim=16).eval()
+    images = torch.randn(4, 3, 256, 256)
+    sides = torch.tensor([16.0, 40.0, 120.0, 250.0, 200.0, 60.0, 130.0, 20.0, 240.0])[:, None]  # levels P2-P4
+    corners = torch.rand(9, 2) * (256 - sides)
+    boxes = torch.cat([corners, corners + sides], dim=1)  # (9, 4) squares
+    box_image = torch.tensor([3, 0, 2, 0, 3, 3, 2, 0, 3])  # not grouped; image 1 without boxes
+    with torch.no_grad():
+        features = backbone(images)
+        pooled = backbone.pool_rois(features, boxes, box_image)  # (9, 16)
+        # the construction pool_rois had before: one boolean mask per image
+        order = torch.argsort(box_image, stable=True)
+        sorted_image = box_image[order]
+        per_image = [boxes[order][sorted_image == b] for b in range(4)]
+        assert per_image[1].shape == (0, 4)
+        grids = backbone.roi_align({level: features[level] for level in FPN_LEVELS}, per_image, [(256, 256)] * 4)
+        expected = attention_pool(backbone.attnpool, grids)[torch.argsort(order)]
+    assert torch.equal(pooled, expected)
+    levels = backbone.roi_align.map_levels(per_image)
+    assert levels.unique().tolist() == [0, 1, 2]  # the boxes spread over P2, P3 and P4
+    no_boxes = backbone.pool_rois(features, boxes[:0], box_image[:0])
+    assert no_boxes.shape == (0, 16)
 
 
 def test_bad_weights_files_are_one_line_errors(tmp_path):

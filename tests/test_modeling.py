@@ -23,9 +23,10 @@ from hoi_pipeline.modeling.backbone import (
 from hoi_pipeline.modeling.hoi_recognition import HOIRecognitionNetwork
 from hoi_pipeline.modeling.knowledge_transfer import KnowledgeTransferNetwork, knowledge_attention
 from hoi_pipeline.modeling.model import build_model, content_grids
-from hoi_pipeline.modeling.pairing import enumerate_pairs, pair_object_labels, union_boxes
+from hoi_pipeline.modeling.pairing import enumerate_pairs, union_boxes
 from hoi_pipeline.modeling.spatial_encoding import encode_box_pairs
 from hoi_pipeline.structures import Vocabulary
+from tiny_models import pair_object_labels
 
 VOCAB = Vocabulary(
     verbs=("hold", "ride", "no_interaction"),

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hoi_pipeline.config import InferConfig
-from hoi_pipeline.scoring import FACTOR_NAMES, fuse_scores, pair_scores, select_top_k
+from hoi_pipeline.scoring import FACTOR_NAMES, batch_pair_scores, fuse_scores, pair_scores, select_top_k
 
 # Vocabulary of the hand-made case: verbs 0, 1; objects 0 person, 1 cup, 2 bike.
 # HOI classes: 0 = (verb 0, cup), 1 = (verb 1, cup), 2 = (verb 1, bike).
@@ -41,6 +41,61 @@ def test_pair_scores_by_hand():
     assert torch.allclose(pair_scores(PAIR), EXPECTED_PAIR_SCORES)
     # the softmax runs over the pairs: per verb, e_p sums to sigmoid(max_p s_p)
     assert torch.allclose(pair_scores(PAIR).sum(0), torch.tensor([3 / 4, 4 / 5]))
+
+
+def random_pair_batch(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(P, A) logits of B images with 0-4 pairs each (ties, -inf, large logits), (P,) image of each pair."""
+    counts = torch.randint(0, 5, (int(torch.randint(1, 6, (1,), generator=generator)),), generator=generator)
+    pair_image = torch.repeat_interleave(torch.arange(len(counts)), counts)  # (P,)
+    logits = torch.randint(-3, 4, (len(pair_image), 3), generator=generator).float() * 30  # ties
+    special = torch.tensor([float("-inf"), 1e4, -1e4, 89.0])  # exp(89) overflows without the max shift
+    chosen = torch.rand(logits.shape, generator=generator) < 0.2
+    logits[chosen] = special[torch.randint(0, 4, (int(chosen.sum()),), generator=generator)]
+    return logits, pair_image, len(counts)
+
+
+def reference_pair_scores(logits: torch.Tensor) -> torch.Tensor:
+    """Eq. 3's e_p of one image, written with torch.softmax (the formula before the segment version)."""
+    return torch.sigmoid(logits.max(dim=0).values) * torch.softmax(logits, dim=0)
+
+
+def test_batch_pair_scores_equal_the_per_image_loop():
+    """Exactly `pair_scores` image by image (one definition); the torch.softmax formula to float rounding."""
+    generator = torch.Generator().manual_seed(0)
+    sizes = set()
+    for _ in range(100):
+        logits, pair_image, num_images = random_pair_batch(generator)
+        found = batch_pair_scores(logits, pair_image, num_images)
+        assert found.shape == logits.shape and found.dtype == torch.float32
+        for b in range(num_images):
+            rows = pair_image == b
+            sizes.add(min(int(rows.sum()), 2))
+            torch.testing.assert_close(found[rows], pair_scores(logits[rows]), rtol=0, atol=0, equal_nan=True)
+            if rows.any():
+                expected = reference_pair_scores(logits[rows])
+                torch.testing.assert_close(found[rows], expected, rtol=1e-6, atol=1e-30, equal_nan=True)
+        sigmoid = batch_pair_scores(logits, pair_image, num_images, "sigmoid")
+        torch.testing.assert_close(sigmoid, torch.sigmoid(logits), rtol=0, atol=0)
+    assert sizes == {0, 1, 2}  # images without pairs, with one and with several were drawn
+
+
+def test_pair_scores_edge_cases():
+    # one pair: the softmax is 1, e_p = sigmoid(s_p)
+    one = torch.tensor([[0.0, math.log(3), -1e4]])
+    torch.testing.assert_close(pair_scores(one), torch.sigmoid(one))
+    # tied pairs share the verb's image-level confidence equally; large logits stay finite
+    tied = torch.tensor([[1e4, 2.0], [1e4, 2.0]])
+    torch.testing.assert_close(pair_scores(tied), torch.tensor([[0.5, 0.5], [0.5, 0.5]]) * torch.sigmoid(tied[0]))
+    # a -inf pair gets 0; a verb whose pairs are all -inf has no defined softmax (NaN, as torch.softmax)
+    masked = torch.tensor([[float("-inf"), float("-inf")], [0.0, float("-inf")]])
+    scores = pair_scores(masked)
+    assert scores[:, 0].tolist() == [0.0, 0.5] and scores[:, 1].isnan().all()
+    assert pair_scores(torch.zeros(0, 2)).shape == (0, 2)
+    assert batch_pair_scores(torch.zeros(0, 2), torch.zeros(0, dtype=torch.int64), 3).shape == (0, 2)
+    with pytest.raises(ValueError, match=r"pair_image must be \(P,\)"):
+        batch_pair_scores(one, torch.zeros(2, dtype=torch.int64), 1)
+    with pytest.raises(ValueError, match="pair_logits must be"):
+        pair_scores(torch.zeros(3))
 
 
 def test_fusion_all_factors():

@@ -31,6 +31,7 @@ from hoi_pipeline.knowledge_bank_file import load_knowledge_bank, write_knowledg
 from hoi_pipeline.stages import train as train_stage
 from hoi_pipeline.structures import HOIAnnotations, ImageAnnotation, Proposals, Vocabulary
 from hoi_pipeline.training_state import read_saved_state, restore_rng_states, rng_states
+from tiny_models import pair_object_labels
 
 VOCAB = Vocabulary(
     verbs=("hold", "ride", "no_interaction"),
@@ -269,7 +270,6 @@ def test_train_step_equals_the_step_that_pairs_on_the_device_and_reports_its_pha
     """The step pairs each batch on the host and hands the pairs to the model: the same losses and update,
     bit for bit, as letting the model pair the images and reading the pairs' object classes per image."""
     from hoi_pipeline.losses import compute_losses
-    from hoi_pipeline.modeling.pairing import pair_object_labels
     from hoi_pipeline.timing import PhaseTimer
 
     net, reference_net, samples = accumulation_setup(split)

@@ -20,7 +20,7 @@ from hoi_pipeline.modeling.backbone import CLIPResNetBackbone
 from hoi_pipeline.modeling.clip_loading import CLIP_MEAN, CLIP_STD
 from hoi_pipeline.modeling.knowledge_bank import KnowledgeBank
 from hoi_pipeline.modeling.model import build_model
-from hoi_pipeline.modeling.zero_shot import CLIPZeroShotModel, square_boxes, zero_shot_pair_logits
+from hoi_pipeline.modeling.zero_shot import CLIPZeroShotModel, probability_logit, square_boxes, zero_shot_pair_logits
 from hoi_pipeline.scoring import fuse_scores, pair_scores
 from hoi_pipeline.stages import infer
 from hoi_pipeline.stages import train as train_stage
@@ -208,19 +208,29 @@ def test_abl3_enhances_a_trained_models_pair_scores_with_clip(tmp_path):
     reference, _ = load_trained_model(tmp_path / "baseline.pt")
     dataset = HOIImageDataset.from_split(load_annotations(split["annotations"], "train"), images=split["images"],
                                          proposals=split["proposals"], preprocessing=preprocessing)  # fmt: skip
-    batch = dataset.collate([dataset[0], dataset[1]]).to("cpu")
-    inputs = (batch.images, batch.boxes, batch.labels, batch.scores, batch.image_sizes)
+    batch = dataset.collate([dataset[0], dataset[1], dataset[2]]).to("cpu")
+    # the middle image without proposals (no pairs): e_p is per image, whatever the batch holds
+    boxes, labels, scores = (tuple(t[:0] if b == 1 else t for b, t in enumerate(ts))
+                             for ts in (batch.boxes, batch.labels, batch.scores))  # fmt: skip
+    inputs = (batch.images, boxes, labels, scores, batch.image_sizes)
     with torch.no_grad():
         out, base_out = enhanced(*inputs), reference(*inputs)
         # the CLIP scorer sees the pixels normalised with CLIP's mean and std, not the baseline's
         mean, std = torch.tensor([0.4, 0.5, 0.6]).view(1, 3, 1, 1), torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
         clip_mean, clip_std = (torch.tensor(v).view(1, 3, 1, 1) for v in (CLIP_MEAN, CLIP_STD))
         clip_out = enhanced.scorer(((batch.images * std + mean) - clip_mean) / clip_std, *inputs[1:])
+        # the enhanced model's own two parts, on its own renormalised input
+        own_base = enhanced.base(*inputs)
+        own_clip = enhanced.scorer(batch.images * enhanced.renormalize_scale + enhanced.renormalize_shift, *inputs[1:])
     assert out.pairs.tolist() == base_out.pairs.tolist()
-    for b in range(2):
+    assert out.pair_image.unique().tolist() == [0, 2]
+    for b in range(3):  # the per-image loop the model's whole-batch e_p replaced
         rows = base_out.pair_image == b
         expected = pair_scores(base_out.pair_logits[rows]) * torch.sigmoid(clip_out.pair_logits[rows])
         torch.testing.assert_close(torch.sigmoid(out.pair_logits[rows]), expected, rtol=1e-4, atol=1e-7)
+        # from the model's own parts: exactly the loop's numbers
+        own = pair_scores(own_base.pair_logits[rows]) * torch.sigmoid(own_clip.pair_logits[rows])
+        torch.testing.assert_close(out.pair_logits[rows], probability_logit(own), rtol=0, atol=0)
 
     abl3 = with_overrides(RunConfig(dataset="d", detector="x"), dict(PRESETS["abl3"].overrides))
     infer.run(infer=dataclasses.replace(abl3.infer, num_workers=0, top_k=0), annotations=split["annotations"],

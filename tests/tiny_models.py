@@ -1,7 +1,8 @@
-"""Tiny models the tests build and save through the same writers as real ones."""
+"""Tiny models the tests build and save through the same writers as real ones, and per-image reference helpers."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -29,3 +30,16 @@ def write_tiny_checkpoint(path: Path, vocabulary: Vocabulary, image_size: int = 
         preprocessing=Preprocessing(image_size, mean, std), bank={}, iterations=0,
     )  # fmt: skip
     save_trained_model(path, model, info)
+
+
+def pair_object_labels(pairs: torch.Tensor, pair_image: torch.Tensor, labels: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(P,) object class of each pair's object, from (P, 2) per-image pairs, (P,) image index and per-image labels.
+
+    The reference the training step's flat lookup (`labels[pairs.flat[:, 1]]`) is checked against.
+    """
+    if pairs.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.int64, device=pairs.device)
+    counts = torch.tensor([len(lab) for lab in labels], device=pairs.device)
+    offsets = torch.cumsum(counts, 0) - counts  # (B,)
+    flat = torch.cat([lab.to(pairs.device) for lab in labels]).long()  # (M,)
+    return flat[offsets[pair_image] + pairs[:, 1]]

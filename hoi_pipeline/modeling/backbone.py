@@ -27,6 +27,8 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torchvision.ops import roi_align
 
+from hoi_pipeline.segments import segment_counts
+
 log = logging.getLogger(__name__)
 
 FEATURE_STRIDES = {"layer3": 16, "layer4": 32}
@@ -456,14 +458,20 @@ class DetectorFPNBackbone(VisualBackbone):
     def pool_rois(
         self, features: dict[str, torch.Tensor], boxes: torch.Tensor, box_image: torch.Tensor
     ) -> torch.Tensor:
-        """(K, 4) boxes in input pixels of images `box_image` (K,) -> (K, D) attention-pooled RoI features."""
+        """(K, 4) boxes in input pixels of images `box_image` (K,) -> (K, D) attention-pooled RoI features.
+
+        `MultiScaleRoIAlign` takes a list of per-image boxes (it numbers the RoIs by list position) and
+        offers no (K, 5) RoI input: the boxes, sorted by image, are split with one `torch.split` whose
+        sizes are read from the device once (one synchronisation, not one per image; the pooler itself
+        waits once per pyramid level to select that level's boxes).
+        """
         p2 = features["p2"]
         batch = p2.shape[0]
         input_size = (p2.shape[-2] * 4, p2.shape[-1] * 4)  # the level mapper's scales come from it
-        order = torch.argsort(box_image, stable=True)  # MultiScaleRoIAlign takes boxes grouped by image
-        sorted_image = box_image[order]
-        per_image = [boxes[order][sorted_image == b].to(p2.dtype) for b in range(batch)]
-        grids = self.roi_align({level: features[level] for level in FPN_LEVELS}, per_image, [input_size] * batch)
+        order = torch.argsort(box_image, stable=True)  # (K,) the boxes image after image
+        counts = segment_counts(box_image, batch).tolist()  # (B,) boxes per image, on the host
+        per_image = torch.split(boxes[order].to(p2.dtype), counts)  # B x (K_b, 4)
+        grids = self.roi_align({level: features[level] for level in FPN_LEVELS}, list(per_image), [input_size] * batch)
         pooled = attention_pool(self.attnpool, grids)  # (K, D), in sorted order
         return pooled[torch.argsort(order)]
 

@@ -127,12 +127,3 @@ def union_boxes(boxes_h: torch.Tensor, boxes_o: torch.Tensor) -> torch.Tensor:
         [torch.minimum(boxes_h[:, :2], boxes_o[:, :2]), torch.maximum(boxes_h[:, 2:], boxes_o[:, 2:])], dim=1
     )
 
-
-def pair_object_labels(pairs: torch.Tensor, pair_image: torch.Tensor, labels: Sequence[torch.Tensor]) -> torch.Tensor:
-    """(P,) object class of each pair's object, from (P, 2) pairs, (P,) image index and per-image labels."""
-    if pairs.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.int64, device=pairs.device)
-    counts = torch.tensor([len(lab) for lab in labels], device=pairs.device)
-    offsets = torch.cumsum(counts, 0) - counts  # (B,)
-    flat = torch.cat([lab.to(pairs.device) for lab in labels]).long()  # (M,)
-    return flat[offsets[pair_image] + pairs[:, 1]]

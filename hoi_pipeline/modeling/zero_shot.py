@@ -50,6 +50,7 @@ from hoi_pipeline.config import ClipConfig, ModelConfig
 from hoi_pipeline.modeling.backbone import CLIPResNetBackbone
 from hoi_pipeline.modeling.knowledge_bank import KnowledgeBank
 from hoi_pipeline.modeling.pairing import BatchPairs, pair_images, union_boxes
+from hoi_pipeline.scoring import batch_pair_scores
 from hoi_pipeline.structures import ModelOutput, Vocabulary
 
 CLIP_LOGIT_SCALE = 100.0  # exp(logit_scale) of every released OpenAI CLIP model (clamped there at 100)
@@ -234,16 +235,11 @@ class CLIPEnhancedModel(nn.Module):
         max_pairs: int | None = None,
         pairs: BatchPairs | None = None,
     ) -> ModelOutput:
-        from hoi_pipeline.scoring import pair_scores
-
         pairs = self.pair_batch(labels, scores, max_pairs) if pairs is None else pairs  # one set for both models
         out = self.base(images, boxes, labels, scores, image_sizes, max_pairs, pairs=pairs)
         clip_images = images.float() * self.renormalize_scale + self.renormalize_shift
         clip_out = self.scorer(clip_images, boxes, labels, scores, image_sizes, max_pairs, pairs=pairs)
-        e_p = torch.zeros_like(clip_out.pair_logits)  # (P, A)
-        for b in range(images.shape[0]):
-            rows = out.pair_image == b
-            e_p[rows] = pair_scores(out.pair_logits[rows])  # softmax over the image's pairs, as in Eq. 3
+        e_p = batch_pair_scores(out.pair_logits, out.pair_image, images.shape[0])  # (P, A) per image, as in Eq. 3
         pair_logits = probability_logit(e_p * torch.sigmoid(clip_out.pair_logits))
         return ModelOutput(out.global_logits, pair_logits, out.relatedness_logits, out.pairs, out.pair_image)
 
