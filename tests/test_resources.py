@@ -72,7 +72,7 @@ def test_training_gpus_come_from_the_run_and_scale_cpus_and_memory():
 
 def test_device_cpu_and_imported_detections_ask_for_no_gpu():
     on_cpu = with_overrides(HICO, {"train": {"device": "cpu", "gpus": 2}, "infer": {"device": "cpu"}})
-    assert R.train_job(on_cpu).gpus == 0 and R.train_job(on_cpu).cpus == 2 * R.CPU_COMPUTE_THREADS + 2 * 4
+    assert R.train_job(on_cpu).gpus == 0 and R.train_job(on_cpu).cpus == 2 * (R.CPU_COMPUTE_THREADS + HICO.train.num_workers)
     assert R.infer_job(on_cpu, HICO_TEST).gpus == 0
     assert R.detect_job(DetectorConfig(device="cpu"), 100).gpus == 0
     assert R.detect_job(DetectorConfig(backend="precomputed", device="cuda"), HICO_TRAIN).gpus == 0
@@ -168,10 +168,10 @@ def test_snakemake_resources_per_attempt_with_the_sites_partitions(monkeypatch):
     assert set(resources) == set(R.RESOURCE_NAMES)
     values = {name: fn(None, attempt=2) for name, fn in resources.items()}
     assert values["gpu"] == 1 and values["slurm_partition"] == "gpu" and values["slurm_account"] is None
-    assert values["cpus_per_task"] == 4  # HICO training asks 5; the gpu partition's nodes have 4
+    assert R.train_job(HICO).cpus > 4 and values["cpus_per_task"] == 4  # the gpu partition's nodes have 4
     assert values["runtime"] == R.train_job(HICO).runtime  # resumes: no longer on attempt 2
     assert R.job_threads(lambda wildcards: R.train_job(HICO), on_slurm=lambda: True)(None) == 4
     # a local run is not cut to the cluster's nodes
-    assert R.job_threads(lambda wildcards: R.train_job(HICO))(None) == 5
+    assert R.job_threads(lambda wildcards: R.train_job(HICO))(None) == R.train_job(HICO).cpus
     cpu_job = R.snakemake_resources(lambda wildcards: R.evaluate_job(HICO_TEST))
     assert cpu_job["slurm_partition"](None, attempt=1) == "debug" and cpu_job["gpu"](None, attempt=1) == 0
