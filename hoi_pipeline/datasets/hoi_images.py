@@ -50,8 +50,7 @@ from hoi_pipeline.datasets.input_pipeline import (
     decode_on_device,
     normalise_batch,
     pad_images,
-    read_encoded,
-    read_resized,
+    read_input,
     resized_size,
 )
 from hoi_pipeline.losses import ImageTargets
@@ -193,6 +192,57 @@ def collate_samples(samples: Sequence[HOISample], preprocessing: Preprocessing) 
     )
 
 
+def make_sample(
+    index: int,
+    filename: str,
+    image: DecodedImage | EncodedImage,
+    proposals: Proposals,
+    vocabulary: Vocabulary,
+    image_size: int,
+    *,
+    annotation: ImageAnnotation | None = None,
+    flip: bool = False,
+) -> HOISample:
+    """One image read by `input_pipeline.read_input` at the longer side `image_size`, its proposals scaled
+    (and flipped) with it, and its labels as multi-hot vectors (zeros without an annotation)."""
+    height, width = image.original_size
+    new_width, new_height = resized_size(width, height, image_size)
+    scale = (new_width / width, new_height / height)
+    if isinstance(image, EncodedImage):
+        pixels: torch.Tensor | EncodedImage = image  # decoded, and flipped, by `HOIBatch.to`
+    else:
+        pixels = image.pixels.flip(-1) if flip else image.pixels
+
+    boxes = torch.from_numpy(proposals.boxes.copy()) * torch.tensor([scale[0], scale[1], scale[0], scale[1]])
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clamp(0, new_width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clamp(0, new_height)
+    if flip:
+        boxes[:, [0, 2]] = new_width - boxes[:, [2, 0]]
+
+    hoi = torch.zeros(vocabulary.num_classes)
+    verb = torch.zeros(vocabulary.num_verbs)
+    obj = torch.zeros(vocabulary.num_objects)
+    if annotation is not None:
+        hoi[torch.from_numpy(annotation.hoi)] = 1.0
+        verb[torch.from_numpy(annotation.verb)] = 1.0
+        obj[torch.from_numpy(annotation.object)] = 1.0
+    return HOISample(
+        index=index,
+        filename=filename,
+        image=pixels,
+        content_size=(new_height, new_width),
+        original_size=(height, width),
+        scale=scale,
+        flipped=flip,
+        boxes=boxes.float(),
+        scores=torch.from_numpy(proposals.scores.copy()).float(),
+        labels=torch.from_numpy(proposals.labels.copy()).long(),
+        hoi=hoi,
+        verb=verb,
+        object=obj,
+    )
+
+
 class HOIImageDataset(Dataset):
     """Item i = image `filenames[i]` letterboxed, its proposals, and its image-level labels.
 
@@ -318,48 +368,12 @@ class HOIImageDataset(Dataset):
 
     def __getitem__(self, item: int | tuple[int, bool]) -> HOISample:
         i, flip = item if isinstance(item, tuple) else (item, False)
-        i = int(i)
-        filename = self.filenames[i]
-        image = self._read(filename)
-        height, width = image.original_size
-        new_width, new_height = resized_size(width, height, self.preprocessing.image_size)
-        scale = (new_width / width, new_height / height)
-        if isinstance(image, EncodedImage):
-            pixels: torch.Tensor | EncodedImage = image  # decoded, and flipped, by `HOIBatch.to`
-        else:
-            pixels = image.pixels.flip(-1) if flip else image.pixels
-
-        proposals = self.proposals(i)
-        boxes = torch.from_numpy(proposals.boxes.copy()) * torch.tensor([scale[0], scale[1], scale[0], scale[1]])
-        boxes[:, [0, 2]] = boxes[:, [0, 2]].clamp(0, new_width)
-        boxes[:, [1, 3]] = boxes[:, [1, 3]].clamp(0, new_height)
-        if flip:
-            boxes[:, [0, 2]] = new_width - boxes[:, [2, 0]]
-
-        vocab = self.vocabulary
-        hoi = torch.zeros(vocab.num_classes)
-        verb = torch.zeros(vocab.num_verbs)
-        obj = torch.zeros(vocab.num_objects)
-        if self.annotations is not None:
-            annotation = self.annotations[i]
-            hoi[torch.from_numpy(annotation.hoi)] = 1.0
-            verb[torch.from_numpy(annotation.verb)] = 1.0
-            obj[torch.from_numpy(annotation.object)] = 1.0
-        return HOISample(
-            index=i,
-            filename=filename,
-            image=pixels,
-            content_size=(new_height, new_width),
-            original_size=(height, width),
-            scale=scale,
-            flipped=bool(flip),
-            boxes=boxes.float(),
-            scores=torch.from_numpy(proposals.scores.copy()).float(),
-            labels=torch.from_numpy(proposals.labels.copy()).long(),
-            hoi=hoi,
-            verb=verb,
-            object=obj,
-        )
+        filename = self.filenames[int(i)]
+        return make_sample(
+            int(i), filename, self._read(filename), self.proposals(int(i)), self.vocabulary,
+            self.preprocessing.image_size, annotation=None if self.annotations is None else self.annotations[int(i)],
+            flip=bool(flip),
+        )  # fmt: skip
 
     def collate(self, samples: Sequence[HOISample]) -> HOIBatch:
         """The DataLoader's `collate_fn`: `collate_samples` with this dataset's preprocessing."""
@@ -372,9 +386,7 @@ class HOIImageDataset(Dataset):
         if filename in self.skipped_images:
             raise InputFileError(f"{path}: the detect stage skipped this unreadable image; it has no item")
         try:
-            if self.decode == "device":
-                return read_encoded(path)
-            return read_resized(path, self.preprocessing.image_size, self.decode)
+            return read_input(path, self.preprocessing.image_size, self.decode)
         except (FileNotFoundError, ValueError) as error:
             hint = (
                 f"; {self._file.path} does not list it as skipped: restore the image, or rerun detect with "

@@ -95,6 +95,12 @@ def read_resized(path: str | os.PathLike, size: int, decode: Decode = "pil") -> 
     raise ValueError(f"decode: '{decode}' is not one of {list(DECODES)} for a CPU reader")
 
 
+def read_input(path: str | os.PathLike, size: int, decode: Decode) -> DecodedImage | EncodedImage:
+    """A DataLoader worker's part for `decode` (see `worker_decode`): the image decoded and resized, or,
+    for "device", the file's bytes."""
+    return read_encoded(path) if decode == "device" else read_resized(path, size, decode)
+
+
 def pillow_pixels(image: Image.Image) -> torch.Tensor:
     """An RGB Pillow image -> (3, H, W) uint8."""
     return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()

@@ -210,11 +210,12 @@ def run(
     torch_device = resolve_device(device or infer.device)
 
     from hoi_pipeline.checkpoints import load_trained_model
-    from hoi_pipeline.datasets.hoi_images import HOIImageDataset
-    from hoi_pipeline.datasets.input_pipeline import worker_decode
+    from hoi_pipeline.datasets.hoi_images import collate_samples, make_sample
+    from hoi_pipeline.datasets.input_pipeline import read_input, worker_decode
 
     model, info = load_trained_model(checkpoint, torch_device)
-    vocabulary = info.vocabulary
+    vocabulary, preprocessing = info.vocabulary, info.preprocessing
+    decode = worker_decode(preprocessing.decode, torch_device)  # as inference reads images
     if extractor is None:
         from hoi_pipeline.detection import build_proposal_extractor
 
@@ -235,19 +236,16 @@ def run(
         for first in range(0, len(paths), infer.batch_size):
             chunk = list(range(first, min(first + infer.batch_size, len(paths))))
             images = [read_image(paths[i]) for i in chunk]
-            names = [str(paths[i].resolve()) for i in chunk]  # absolute: the dataset joins them to its root
+            names = [str(paths[i]) for i in chunk]
             proposals = extractor.extract(images, names)
             if len(proposals) != len(chunk):
                 raise ValueError(f"the detector returned {len(proposals)} proposal sets for {len(chunk)} images")
-            dataset = HOIImageDataset(
-                images=Path("/"),
-                filenames=names,
-                proposals=proposals,
-                vocabulary=vocabulary,
-                preprocessing=info.preprocessing,
-                decode=worker_decode(info.preprocessing.decode, torch_device),
-            )
-            batch = dataset.collate([dataset[j] for j in range(len(chunk))])
+            samples = [
+                make_sample(j, names[j], read_input(paths[i], preprocessing.image_size, decode), proposals[j],
+                            vocabulary, preprocessing.image_size)
+                for j, i in enumerate(chunk)
+            ]  # fmt: skip
+            batch = collate_samples(samples, preprocessing)
             detections = predict_batch(model, batch, proposals, hoi_lookup, infer, torch_device)
             for j, i in enumerate(chunk):
                 humans = int((proposals[j].labels == vocabulary.person).sum())
