@@ -29,8 +29,8 @@ while K * cells * channels is small and torchvision above; K / 4 and K may fall 
                               for the kernels the device runs, whatever its allocator
     saved for backward, MiB   its difference per 1,000 RoIs: what each RoI (a pair's union box, a
       per 1,000 RoIs          proposal) adds to a training step's activations; the projected variant
-                              also saves two copies of the concatenated q/k/v weight once per step
-                              (96 MiB for RN50 in fp32), in the total but not in this figure
+                              also saves its stacked q/k/v weight once per step (`stack_qkv`, 48 MiB
+                              for RN50 in fp32), in the total but not in this figure
 
     python benchmarks/bench_pairs.py --device cpu --images 2 --rois 64
     python benchmarks/bench_pairs.py --device cuda --images 96 --rois 286
@@ -58,7 +58,14 @@ from bench_common import (
     synchronize,
 )
 from hoi_pipeline.devices import autocast, resolve_device
-from hoi_pipeline.modeling.backbone import FEATURE_STRIDES, align_rois, attention_pool, pool_roi_tokens, project_qkv
+from hoi_pipeline.modeling.backbone import (
+    FEATURE_STRIDES,
+    align_rois,
+    attention_pool,
+    pool_roi_tokens,
+    project_qkv,
+    stack_qkv,
+)
 from hoi_pipeline.modeling.clip_loading import register_model_configs
 
 VARIANTS = ("projected", "grid")
@@ -91,7 +98,9 @@ def pool_rois(variant: str, pool: torch.nn.Module, layer4: torch.Tensor, rois: t
     """(B, C4, h, w) maps and (K, 5) RoIs -> (K, D) attention-pooled RoI features."""
     scale = 1.0 / FEATURE_STRIDES["layer4"]
     if variant == "projected":
-        return pool_roi_tokens(pool, align_rois(project_qkv(pool, layer4), rois, roi_size, scale))
+        projection = stack_qkv(pool, layer4.dtype)  # one stacked weight for both uses, as the model does
+        return pool_roi_tokens(pool, align_rois(project_qkv(pool, layer4, projection), rois, roi_size, scale),
+                               projection)  # fmt: skip
     if variant == "grid":
         return attention_pool(pool, align_rois(layer4, rois, roi_size, scale))
     raise ValueError(f"variant: '{variant}' is not one of {list(VARIANTS)}")
