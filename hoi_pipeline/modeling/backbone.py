@@ -215,12 +215,19 @@ def align_rois(
     float32 grids exist one chunk of RoIs at a time, forward and backward.
     """
     _, channels, height, width = features.shape
-    if features.device.type == "cpu" and rois.shape[0] * height * width * channels <= DENSE_ROI_ALIGN_MAX_ELEMENTS:
+    if uses_dense_roi_align(features.device, rois.shape[0], channels, height, width):
         return dense_roi_align(features, rois, output_size, spatial_scale, sampling_ratio)
     if features.dtype in (torch.float16, torch.bfloat16):
         return LowPrecisionRoIAlign.apply(features, rois, output_size, spatial_scale, sampling_ratio)
     size = (output_size, output_size)
     return roi_align(features, rois.to(features.dtype), size, spatial_scale, sampling_ratio, aligned=True)
+
+
+def uses_dense_roi_align(device: torch.device, rois: int, channels: int, height: int, width: int) -> bool:
+    """Whether `align_rois` cuts `rois` RoIs from a (B, channels, height, width) map on `device` with
+    dense matrices (`dense_roi_align`): on the CPU while K * H * W * C <= DENSE_ROI_ALIGN_MAX_ELEMENTS;
+    torchvision's roi_align otherwise."""
+    return device.type == "cpu" and rois * height * width * channels <= DENSE_ROI_ALIGN_MAX_ELEMENTS
 
 
 class LowPrecisionRoIAlign(torch.autograd.Function):
