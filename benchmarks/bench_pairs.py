@@ -11,17 +11,21 @@ with CLIP's attention pool on a 7 x 7 RoI grid. Two ways give the same vectors (
 
 Random layer4 maps of B images at the input size (640 -> 20 x 15 cells) and K RoIs per image;
 the attention pool is built alone with the CLIP model's sizes (random init). CUDA runs under bf16
-autocast, the CPU in fp32. Each variant runs at K / 4 and at K RoIs per image; the row's figures are
-those at K, "per 1,000 RoIs" the difference between the two counts per 1,000 RoIs more (what more
-RoIs cost, without the cost paid once per step). The first step of each count measures memory, the
-mean of the next steps is the time (ms per 1,000 RoIs: on the CPU `align_rois` takes dense matrices
-while K * cells * channels is small and torchvision above; K / 4 and K may fall on both sides).
+autocast, the CPU in fp32. Each variant runs at K and at fewer RoIs per image; the row's figures
+are those at K, "per 1,000 RoIs" the difference between the two counts per 1,000 RoIs more (what
+more RoIs cost, without the cost paid once per step). The first step of each count measures
+memory, the mean of the next steps is the time. On the CPU `align_rois` cuts RoIs with dense
+matrices while K * cells * channels is small and with torchvision's roi_align above
+(`backbone.uses_dense_roi_align`), so the fewer RoIs are K / 4 or, where K / 4 would take the
+other method, the fewest that take K's: both counts run the same kernels. The row names the
+method ("RoI-Align") and the two counts ("per 1,000 RoIs between"); when no smaller count takes
+K's method ("none"), the figures per 1,000 RoIs are None.
 
     peak MiB                  the most memory the step's tensors held at once beyond what was live
                               before it (the maps, the pool): CUDA `max_memory_allocated`; CPU the
                               profiler's allocation events (`bench_common.cpu_tensor_peak`)
-    max allocated, MiB per    CUDA only: the difference of two such peaks (on the CPU the transient
-      1,000 RoIs              peak changes with the RoI-Align path)
+    max allocated, MiB per    CUDA only: the difference of two such peaks
+      1,000 RoIs
     saved for backward MiB    the bytes of the tensors autograd keeps from the forward pass for the
                               backward pass, each storage once, parameters and inputs left out
                               (`bench_common.saved_activation_bytes`): the activation memory a
@@ -29,8 +33,8 @@ while K * cells * channels is small and torchvision above; K / 4 and K may fall 
                               for the kernels the device runs, whatever its allocator
     saved for backward, MiB   its difference per 1,000 RoIs: what each RoI (a pair's union box, a
       per 1,000 RoIs          proposal) adds to a training step's activations; the projected variant
-                              also saves two copies of the concatenated q/k/v weight once per step
-                              (96 MiB for RN50 in fp32), in the total but not in this figure
+                              also saves its stacked q/k/v weight once per step (`stack_qkv`, 48 MiB
+                              for RN50 in fp32), in the total but not in this figure
 
     python benchmarks/bench_pairs.py --device cpu --images 2 --rois 64
     python benchmarks/bench_pairs.py --device cuda --images 96 --rois 286
@@ -58,7 +62,15 @@ from bench_common import (
     synchronize,
 )
 from hoi_pipeline.devices import autocast, resolve_device
-from hoi_pipeline.modeling.backbone import FEATURE_STRIDES, align_rois, attention_pool, pool_roi_tokens, project_qkv
+from hoi_pipeline.modeling.backbone import (
+    FEATURE_STRIDES,
+    align_rois,
+    attention_pool,
+    pool_roi_tokens,
+    project_qkv,
+    stack_qkv,
+    uses_dense_roi_align,
+)
 from hoi_pipeline.modeling.clip_loading import register_model_configs
 
 VARIANTS = ("projected", "grid")
@@ -91,7 +103,9 @@ def pool_rois(variant: str, pool: torch.nn.Module, layer4: torch.Tensor, rois: t
     """(B, C4, h, w) maps and (K, 5) RoIs -> (K, D) attention-pooled RoI features."""
     scale = 1.0 / FEATURE_STRIDES["layer4"]
     if variant == "projected":
-        return pool_roi_tokens(pool, align_rois(project_qkv(pool, layer4), rois, roi_size, scale))
+        projection = stack_qkv(pool, layer4.dtype)  # one stacked weight for both uses, as the model does
+        return pool_roi_tokens(pool, align_rois(project_qkv(pool, layer4, projection), rois, roi_size, scale),
+                               projection)  # fmt: skip
     if variant == "grid":
         return attention_pool(pool, align_rois(layer4, rois, roi_size, scale))
     raise ValueError(f"variant: '{variant}' is not one of {list(VARIANTS)}")
@@ -108,9 +122,9 @@ def measure_pairs(
     precision: str = "bf16",
     repeat: int = 2,
 ) -> Measurement:
-    """Forward + backward of `pool_rois` on `images` random layer4 maps, at `rois` // 4 and `rois` RoIs
-    per image: the table's figures are those at `rois`; per 1,000 RoIs, the difference between the two
-    (what more RoIs cost, without the fixed cost of the maps)."""
+    """Forward + backward of `pool_rois` on `images` random layer4 maps, at fewer RoIs (`fewer_rois`) and
+    at `rois` RoIs per image: the table's figures are those at `rois`; per 1,000 RoIs, the difference
+    between the two (what more RoIs cost, without the fixed cost of the maps)."""
     torch_device = resolve_device(device)
     torch.manual_seed(0)
     pool = clip_attention_pool(model).to(torch_device)
@@ -120,19 +134,27 @@ def measure_pairs(
     channels = pool.k_proj.in_features
     layer4 = torch.randn(images, channels, -(-height // stride), -(-width // stride), generator=generator)
     layer4 = layer4.to(torch_device).requires_grad_(True)
-    few, many = max(1, rois // 4), rois
-    few_cost, many_cost = (
+    aligned = 3 * channels if variant == "projected" else channels  # channels of the RoI-Aligned map
+    cells = tuple(layer4.shape[-2:])
+    few, many = fewer_rois(torch_device, images, rois, aligned, cells), rois
+    costs = [
         step_cost(variant, pool, layer4, random_rois(images, count, height, width, generator).to(torch_device),
-                  precision, repeat)  # fmt: skip
-        for count in (few, many)
-    )
+                  precision, repeat)
+        for count in sorted({few, many})
+    ]  # fmt: skip
+    few_cost, many_cost = costs[0], costs[-1]
     added = images * (many - few) / 1000  # thousands of RoIs more
 
     def per_thousand(more: float) -> float | None:
         return round(more / added, 1) if added else None
 
-    details = {"ms per 1,000 RoIs": per_thousand((many_cost.seconds - few_cost.seconds) * 1000)}
-    if torch_device.type == "cuda":  # on the CPU the RoI-Align path, and its transient memory, change with K
+    dense = uses_dense_roi_align(torch_device, images * many, aligned, *cells)
+    details = {
+        "RoI-Align": "dense matrices" if dense else "torchvision roi_align",
+        "per 1,000 RoIs between": f"{few} and {many} RoIs per image" if few < many else "none",
+        "ms per 1,000 RoIs": per_thousand((many_cost.seconds - few_cost.seconds) * 1000),
+    }
+    if torch_device.type == "cuda":
         details["max allocated, MiB per 1,000 RoIs"] = per_thousand(many_cost.peak_mib - few_cost.peak_mib)
     details["saved for backward MiB"] = round(many_cost.saved_mib, 1)
     details["saved for backward, MiB per 1,000 RoIs"] = per_thousand(many_cost.saved_mib - few_cost.saved_mib)
@@ -142,6 +164,16 @@ def measure_pairs(
         f"{used_precision}, forward + backward", device_name(torch_device),
         images_per_s=images / many_cost.seconds, s_per_iteration=many_cost.seconds, peak_mib=many_cost.peak_mib,
         details=details,
+    )  # fmt: skip
+
+
+def fewer_rois(device: torch.device, images: int, rois: int, channels: int, cells: tuple[int, int]) -> int:
+    """The RoIs per image to compare `rois` with: `rois` // 4, or the fewest above it that `align_rois`
+    cuts from a (images, channels, *cells) map with the same method as `rois` (`rois` itself if none)."""
+    method = uses_dense_roi_align(device, images * rois, channels, *cells)
+    return next(
+        count for count in range(max(1, rois // 4), rois + 1)
+        if uses_dense_roi_align(device, images * count, channels, *cells) == method
     )  # fmt: skip
 
 

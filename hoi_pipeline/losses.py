@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from hoi_pipeline.config import LossConfig
-from hoi_pipeline.segments import segment_counts
+from hoi_pipeline.segments import segment_counts, segment_max
 from hoi_pipeline.structures import ModelOutput
 
 
@@ -94,10 +94,7 @@ def image_verb_logits(
     pair_logits: torch.Tensor, pair_image: torch.Tensor, num_images: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """MIL pooling: (P, A) pair logits -> ((B, A) max over each image's pairs, (B,) bool image has pairs)."""
-    num_verbs = pair_logits.shape[1]
-    pooled = pair_logits.new_full((num_images, num_verbs), float("-inf"))
-    index = pair_image[:, None].expand(-1, num_verbs)  # (P, A)
-    pooled = pooled.scatter_reduce(0, index, pair_logits, reduce="amax", include_self=True)  # (B, A)
+    pooled = segment_max(pair_logits, pair_image, num_images)  # (B, A), -inf for an image without pairs
     has_pairs = segment_counts(pair_image, num_images) > 0  # (B,)
     return pooled, has_pairs
 

@@ -135,3 +135,38 @@ def test_bench_pairs_saves_more_for_backward_with_more_rois_at_a_steady_rate(ben
         grown = large["saved for backward MiB"] - small["saved for backward MiB"]  # 16 -> 64 RoIs
         assert grown == pytest.approx(slope * 48 / 1000, rel=0.02, abs=0.1)
         assert "max allocated, MiB per 1,000 RoIs" not in large  # a CUDA figure
+
+
+def test_bench_pairs_compares_two_roi_counts_that_take_the_same_roi_align_method(benchmarks, monkeypatch):
+    """The CPU's dense RoI-Align limit put between K / 4 and K: the fewer RoIs move up to the limit."""
+    from hoi_pipeline.modeling import backbone
+
+    bench_pairs = benchmarks("bench_pairs")
+    per_roi = 3 * 512 * 15 * 20  # hoi-tiny-rn, projected: 3 C4 channels, 20 x 15 layer4 cells at 640
+    monkeypatch.setattr(backbone, "DENSE_ROI_ALIGN_MAX_ELEMENTS", 6 * per_roi)  # dense up to 6 RoIs in all
+    dense_calls = []
+    dense_roi_align = backbone.dense_roi_align
+
+    def counted(features: torch.Tensor, rois: torch.Tensor, *args) -> torch.Tensor:
+        dense_calls.append(len(rois))
+        return dense_roi_align(features, rois, *args)
+
+    monkeypatch.setattr(backbone, "dense_roi_align", counted)
+
+    def measure(variant: str, rois: int) -> dict:
+        return bench_pairs.measure_pairs(variant=variant, model="hoi-tiny-rn", images=2, rois=rois, repeat=1).details
+
+    def method(details: dict) -> tuple[str, str]:
+        return details["RoI-Align"], details["per 1,000 RoIs between"]
+
+    details = measure("projected", 8)  # 2 x 8 = 16 RoIs: torchvision; 2 x 2 would be dense, 2 x 4 is not
+    assert method(details) == ("torchvision roi_align", "4 and 8 RoIs per image")
+    assert dense_calls == [] and details["saved for backward, MiB per 1,000 RoIs"] > 0
+    details = measure("grid", 8)  # C4 channels only: 16 RoIs x 512 x 300 is below the limit, 2 and 8 both dense
+    assert method(details) == ("dense matrices", "2 and 8 RoIs per image")
+    assert sorted(dense_calls) == [4, 4, 16, 16]  # a measured and a timed step per count
+    details = measure("projected", 3)  # 6 RoIs: dense, as 3 // 4 -> 1 per image
+    assert method(details) == ("dense matrices", "1 and 3 RoIs per image")
+    monkeypatch.setattr(backbone, "DENSE_ROI_ALIGN_MAX_ELEMENTS", 5 * per_roi)  # 3 per image is the first above
+    details = measure("projected", 3)
+    assert method(details) == ("torchvision roi_align", "none") and details["ms per 1,000 RoIs"] is None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,11 +16,13 @@ from hoi_pipeline.ablations import ABLATIONS, PRESETS, row_switches
 from hoi_pipeline.config import ClipConfig, ModelConfig, RunConfig, with_overrides
 from hoi_pipeline.losses import ImageTargets, compute_losses, effective_loss_config
 from hoi_pipeline.modeling.backbone import (
+    align_rois,
     attention_pool,
     interpolate_positional_embedding,
     load_torchvision_resnet50,
     pool_roi_tokens,
     project_qkv,
+    stack_qkv,
 )
 from hoi_pipeline.modeling.hoi_recognition import HOIRecognitionNetwork
 from hoi_pipeline.modeling.knowledge_transfer import KnowledgeTransferNetwork, knowledge_attention
@@ -173,6 +177,38 @@ def test_roi_pooling_on_projected_maps_equals_pooling_each_roi():
     naive = attention_pool(pool, roi_align(features, rois, (7, 7), 1 / 32, 2, aligned=True))
     fast = pool_roi_tokens(pool, roi_align(project_qkv(pool, features), rois, (7, 7), 1 / 32, 2, aligned=True))
     torch.testing.assert_close(fast, naive, atol=1e-5, rtol=1e-4)
+
+
+@pytest.fixture
+def bench_common(monkeypatch):
+    """benchmarks/bench_common.py, imported by name as the benchmark scripts import it."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    return importlib.import_module("bench_common")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_projected_roi_pooling_with_one_stacked_qkv_weight_saves_one_weight_less(bench_common, dtype):
+    """project_qkv and pool_roi_tokens sharing one stack_qkv: the same results and gradients, bit for bit,
+    and autograd keeps one (3C, C) weight for backward instead of two (bf16: under autocast, as training)."""
+    torch.manual_seed(0)
+    pool = AttentionPool2d(7, 64, 4, 32)
+    features = torch.randn(2, 64, 9, 11).to(dtype).requires_grad_(True)
+    rois = torch.tensor([[0, 0, 0, 100, 200.0], [1, 30, 40, 300, 280], [1, -10, -5, 400, 400]])
+
+    def pool_rois(shared: bool):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            with bench_common.saved_activation_bytes(existing=[rois]) as saved:
+                projection = stack_qkv(pool, features.dtype) if shared else None
+                qkv = align_rois(project_qkv(pool, features, projection), rois, 7, 1 / 32)
+                pooled = pool_roi_tokens(pool, qkv, projection)  # (K, D)
+        grads = torch.autograd.grad(pooled.float().square().sum(), [features, *pool.parameters()])
+        return pooled, grads, saved.activations
+
+    own, own_grads, own_bytes = pool_rois(shared=False)
+    one, one_grads, one_bytes = pool_rois(shared=True)
+    assert one.dtype == dtype and torch.equal(one, own)
+    assert all(torch.equal(a, b) for a, b in zip(one_grads, own_grads, strict=True))
+    assert own_bytes - one_bytes == 3 * 64 * 64 * dtype.itemsize  # one (3C, C) weight in the features' dtype
 
 
 def test_knowledge_attention_variants():

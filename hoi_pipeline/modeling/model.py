@@ -28,6 +28,7 @@ the components from the config; `forward` only predicts (losses live in `hoi_pip
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -36,6 +37,7 @@ from hoi_pipeline.config import ClipConfig, ModelConfig
 from hoi_pipeline.modeling.backbone import (
     FEATURE_STRIDES,
     CLIPResNetBackbone,
+    QKVProjection,
     TorchvisionResNetBackbone,
     VisualBackbone,
     align_rois,
@@ -43,6 +45,7 @@ from hoi_pipeline.modeling.backbone import (
     load_torchvision_resnet50,
     pool_roi_tokens,
     project_qkv,
+    stack_qkv,
 )
 from hoi_pipeline.modeling.hoi_recognition import HOIRecognitionNetwork
 from hoi_pipeline.modeling.knowledge_bank import KnowledgeBank, random_bank
@@ -214,32 +217,45 @@ class BiLevelHOIModel(nn.Module):
         inverse = torch.argsort(order).to(layer4.device, non_blocking=True)  # (B,) back to batch order
         return torch.cat(pooled)[inverse]
 
-    def _qkv_maps(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _qkv_maps(self, features: dict[str, torch.Tensor]) -> RoISources:
         """Attention-pool projections of the RoI source maps, once per batch (see `project_qkv`)."""
         if hasattr(self.backbone, "pool_rois"):  # RN50-FPN(COCO) pools RoIs from its own pyramid (backbone.py)
-            return features
+            return RoISources(features, None)
         pool = self.backbone.attnpool
-        maps = {"layer4": project_qkv(pool, features["layer4"])}  # (B, 3 C4, H, W)
+        projection = stack_qkv(pool, features["layer4"].dtype)  # one copy for the whole pass (`stack_qkv`)
+        maps = {"layer4": project_qkv(pool, features["layer4"], projection)}  # (B, 3 C4, H, W)
         if "layer3" in self.feature_layers:
-            maps["layer3"] = project_qkv(pool, self.layer3_projection(features["layer3"]))  # (B, 3 C4, 2H, 2W)
-        return maps
+            layer3 = self.layer3_projection(features["layer3"])  # (B, C4, 2H, 2W)
+            maps["layer3"] = project_qkv(pool, layer3, projection)  # (B, 3 C4, 2H, 2W)
+        return RoISources(maps, projection)
 
-    def _pool_rois(
-        self, qkv_maps: dict[str, torch.Tensor], boxes: torch.Tensor, box_image: torch.Tensor
-    ) -> torch.Tensor:
+    def _pool_rois(self, sources: RoISources, boxes: torch.Tensor, box_image: torch.Tensor) -> torch.Tensor:
         """(K, 4) boxes of images `box_image` (K,) -> (K, Dv) attention-pooled RoI features.
 
         The RoI grid is RoIAlign(layer4) [+ RoIAlign(P3 layer3)], pooled by the backbone's attention
         pool; computed on the projected maps, which gives the same result at a fraction of the cost.
         """
-        if hasattr(self.backbone, "pool_rois"):  # RN50-FPN(COCO): multi-scale RoI-Align (backbone.py)
-            return self.backbone.pool_rois(qkv_maps, boxes, box_image)
+        if sources.projection is None:  # RN50-FPN(COCO): multi-scale RoI-Align (backbone.py)
+            return self.backbone.pool_rois(sources.maps, boxes, box_image)
         rois = torch.cat([box_image[:, None].to(boxes.dtype), boxes], dim=1)  # (K, 5)
         grid = None
-        for name, qkv in qkv_maps.items():
+        for name, qkv in sources.maps.items():
             aligned = align_rois(qkv, rois, self.roi_size, 1.0 / FEATURE_STRIDES[name])
             grid = aligned if grid is None else grid + aligned  # (K, 3 C4, R, R)
-        return pool_roi_tokens(self.backbone.attnpool, grid)
+        return pool_roi_tokens(self.backbone.attnpool, grid, sources.projection)
+
+
+@dataclass(frozen=True)
+class RoISources:
+    """What a forward pass pools RoIs from (`BiLevelHOIModel._qkv_maps`).
+
+    maps: the attention pool's q / k / v projections of each RoI source map, (B, 3 C4, H, W) by layer
+    name, and projection: the stacked weights they were made with, which `pool_roi_tokens` reuses; or,
+    for a backbone that pools RoIs itself (RN50-FPN(COCO)), its feature maps and None.
+    """
+
+    maps: dict[str, torch.Tensor]
+    projection: QKVProjection | None
 
 
 def content_grids(image_sizes: torch.Tensor, grid: Sequence[int], stride: int) -> torch.Tensor:
