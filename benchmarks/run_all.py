@@ -76,7 +76,7 @@ def cases(device: str, quick: bool) -> list[Case]:
 
         return [
             Case("input", "bench_input", "measure_input_suite", {"device": "cpu", "size": size, "workers": [1, 2],
-                 "variants": ["pil", "torchvision"], "images": 128})
+                 "variants": ["pil", "torchvision"], "images": 512})  # enough that the workers' start is a small part
             for size in (640, 224)
         ] + [
             Case("detect", "bench_detect", "measure_detect", {"model": model, "device": "cpu", "batch_size": 2,
@@ -90,7 +90,7 @@ def cases(device: str, quick: bool) -> list[Case]:
             for size in (224, 448, 640)
         ] + [
             Case("pairs", "bench_pairs", "measure_pairs", {"variant": variant, "model": "RN50", "device": "cpu",
-                 "images": 2, "rois": 32})
+                 "images": 2, "rois": 64})  # both variants' smaller counts then take the same RoI-Align method
             for variant in ("projected", "grid")
         ] + [
             Case("infer", "bench_infer", "measure_infer", {"clip_model": "RN50", "device": "cpu", "batch_size": 4,
