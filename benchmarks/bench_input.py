@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 
 from bench_common import Measurement, device_name, synchronize, write_jpegs
 from hoi_pipeline.datasets.hoi_images import HOIImageDataset, Preprocessing
-from hoi_pipeline.datasets.input_pipeline import DECODES, normalise_batch, read_resized
+from hoi_pipeline.datasets.input_pipeline import DECODES, Decode, normalise_batch, read_resized
 from hoi_pipeline.devices import resolve_device
 from hoi_pipeline.structures import Proposals, Vocabulary
 
@@ -42,12 +42,13 @@ MEAN, STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.2757
 VARIANTS = DECODES
 
 
-def jpeg_dataset(folder: Path, names: list[str], size: int, decode: str) -> HOIImageDataset:
+def jpeg_dataset(folder: Path, names: list[str], size: int, decode: Decode) -> HOIImageDataset:
     """The files as the training dataset reads them, each with two proposal boxes."""
     vocabulary = Vocabulary(verbs=("hold",), objects=("person", "cup"), hoi_classes=[[0, 1]], rare=[], non_rare=[0])
-    proposals = [Proposals(name, [[10, 20, 200, 400], [150, 60, 500, 300]], [0.9, 0.8], [0, 1]) for name in names]
+    boxes = [[10, 20, 200, 400], [150, 60, 500, 300]]
+    proposals = [Proposals(name, boxes, [0.9, 0.8], [0, 1]) for name in names]
     return HOIImageDataset(images=folder, filenames=names, proposals=proposals, vocabulary=vocabulary,
-                           preprocessing=Preprocessing(size, MEAN, STD, decode), decode=decode)  # type: ignore[arg-type]
+                           preprocessing=Preprocessing(size, MEAN, STD, decode), decode=decode)  # fmt: skip
 
 
 def cpu_seconds() -> tuple[float, float]:

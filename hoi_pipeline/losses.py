@@ -153,12 +153,8 @@ def relatedness_pseudo_labels(
         left = ~taken
         nan_left = is_nan & left
         number_left = left & ~is_nan
-        any_nan = scores.new_zeros((num_images, num_verbs)).scatter_reduce(
-            0, image, nan_left.float(), reduce="amax", include_self=True
-        ) > 0  # (B, A)
-        best = scores.new_full((num_images, num_verbs), float("-inf")).scatter_reduce(
-            0, image, scores.masked_fill(~number_left, float("-inf")), reduce="amax", include_self=True
-        )  # (B, A) the largest score left
+        any_nan = segment_max(nan_left.float(), pair_image, num_images) > 0  # (B, A)
+        best = segment_max(scores.masked_fill(~number_left, float("-inf")), pair_image, num_images)  # (B, A) best left
         next_ = torch.where(any_nan[pair_image], nan_left, number_left & (scores == best[pair_image]))  # (P, A)
         first = torch.full((num_images, num_verbs), num_pairs, dtype=torch.int64, device=scores.device)
         first = first.scatter_reduce(0, image, position.masked_fill(~next_, num_pairs), reduce="amin")  # (B, A)

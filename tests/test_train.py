@@ -247,8 +247,8 @@ def test_gradient_accumulation_equals_one_large_batch(split, grad_clip):
     whole_sgd = torch.optim.SGD(whole_net.parameters(), lr=0.5)  # SGD: an update proportional to the gradient
     micro_sgd = torch.optim.SGD(micro_net.parameters(), lr=0.5)
     whole = train_stage.train_step(whole_net, collate_samples(samples, PRE), optimizer=whole_sgd, **step)
-    micro = train_stage.train_step(micro_net, [collate_samples(samples[:2], PRE), collate_samples(samples[2:], PRE)],
-                                   optimizer=micro_sgd, **step)  # fmt: skip
+    micro_batches = [collate_samples(samples[:2], PRE), collate_samples(samples[2:], PRE)]
+    micro = train_stage.train_step(micro_net, micro_batches, optimizer=micro_sgd, **step)
     assert whole.relatedness.item() > 0  # every term is in play
     for name in ("image", "pair", "relatedness", "total"):
         assert micro.as_floats()[name] == pytest.approx(whole.as_floats()[name], rel=1e-5), name
@@ -261,8 +261,8 @@ def test_gradient_accumulation_equals_one_large_batch(split, grad_clip):
     assert moved > 10
     # one micro-batch of the two without the step's normalizer would not give the same gradient
     alone_net, _, _ = accumulation_setup(split)
-    train_stage.train_step(alone_net, [collate_samples(samples[:2], PRE)], optimizer=torch.optim.SGD(alone_net.parameters(),
-                           lr=0.5), **step)  # fmt: skip
+    alone_sgd = torch.optim.SGD(alone_net.parameters(), lr=0.5)
+    train_stage.train_step(alone_net, [collate_samples(samples[:2], PRE)], optimizer=alone_sgd, **step)
     assert not torch.allclose(alone_net.pairwise.f_p[2].weight.grad, whole_net.pairwise.f_p[2].weight.grad)
 
 
