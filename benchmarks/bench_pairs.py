@@ -11,7 +11,7 @@ with CLIP's attention pool on a 7 x 7 RoI grid. Two ways give the same vectors (
 
 Random layer4 maps of B images at the input size (640 -> 20 x 15 cells) and K RoIs per image;
 the attention pool is built alone with the CLIP model's sizes (random init). CUDA runs under bf16
-autocast, the CPU in fp32. Each variant runs at K and at fewer RoIs per image; the row's figures
+autocast with the maps in bf16 (as the backbone gives them there), the CPU in fp32. Each variant runs at K and at fewer RoIs per image; the row's figures
 are those at K, "per 1,000 RoIs" the difference between the two counts per 1,000 RoIs more (what
 more RoIs cost, without the cost paid once per step). The first step of each count measures
 memory, the mean of the next steps is the time. On the CPU `align_rois` cuts RoIs with dense
@@ -61,7 +61,7 @@ from bench_common import (
     saved_activation_bytes,
     synchronize,
 )
-from hoi_pipeline.devices import autocast, resolve_device
+from hoi_pipeline.devices import AUTOCAST_DTYPES, autocast, resolve_device
 from hoi_pipeline.modeling.backbone import (
     FEATURE_STRIDES,
     align_rois,
@@ -133,7 +133,9 @@ def measure_pairs(
     generator = torch.Generator().manual_seed(0)
     channels = pool.k_proj.in_features
     layer4 = torch.randn(images, channels, -(-height // stride), -(-width // stride), generator=generator)
-    layer4 = layer4.to(torch_device).requires_grad_(True)
+    # in training the map comes out of the backbone under autocast, in its dtype (bf16 / fp16 on CUDA)
+    dtype = AUTOCAST_DTYPES.get(precision, torch.float32) if torch_device.type == "cuda" else torch.float32
+    layer4 = layer4.to(torch_device, dtype).requires_grad_(True)
     aligned = 3 * channels if variant == "projected" else channels  # channels of the RoI-Aligned map
     cells = tuple(layer4.shape[-2:])
     few, many = fewer_rois(torch_device, images, rois, aligned, cells), rois
