@@ -209,8 +209,9 @@ def normalise_batch(
 ) -> torch.Tensor:
     """(B, 3, H, W) uint8 padded batch -> float32 (x / 255 - mean) / std inside each image's content
     (B, 2) (height, width) and zero in the padding (the mean colour), on the batch's device."""
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device)[:, None, None]
-    std_t = torch.tensor(std, dtype=torch.float32, device=images.device)[:, None, None]
+    # made on the host and copied without waiting (`torch.tensor(..., device=cuda)` would wait for the GPU)
+    mean_t = torch.tensor(mean, dtype=torch.float32)[:, None, None].to(images.device, non_blocking=True)
+    std_t = torch.tensor(std, dtype=torch.float32)[:, None, None].to(images.device, non_blocking=True)
     pixels = images.to(torch.float32).div_(255.0).sub_(mean_t).div_(std_t)  # in place: one float32 copy
     height, width = images.shape[-2:]
     sizes = content_sizes.to(images.device)
