@@ -564,3 +564,34 @@ def test_learning_on_demo_scenes(tmp_path):
     assert scores["full"] > scores["untrained"] + 5.0, summary
     assert scores["full"] > scores["baseline"], summary
     assert trained_pick > chance + 0.2, summary
+
+
+def test_the_training_log_says_how_long_training_waited_for_its_data(caplog):
+    """`timed_waits` times each batch's arrival; the log line gives the share of the time spent waiting."""
+    import logging
+    import time
+
+    from hoi_pipeline.stages.train import ProgressLog, Processes, timed_waits
+    from hoi_pipeline.training_state import LossRecord
+
+    def slow_loader():
+        for i in range(4):
+            time.sleep(0.05 if i % 2 else 0.0)  # two of four batches arrive after 50 ms
+            yield i
+
+    waits: list[float] = []
+    assert list(timed_waits(slow_loader(), waits.append)) == [0, 1, 2, 3]
+    assert len(waits) == 4 and waits[1] >= 0.05 and waits[3] >= 0.05 and waits[0] < 0.05
+
+    train = TrainConfig(iterations=2, log_every=2)
+    with caplog.at_level(logging.INFO, logger="hoi_pipeline.stages.train"):
+        progress = ProgressLog(0, 2, train, processes=Processes(), device=torch.device("cpu"))
+        for iteration in (1, 2):
+            start = time.perf_counter()
+            time.sleep(0.1)  # waiting for data, then a step that takes no time
+            progress.waited(time.perf_counter() - start)
+            losses = {"image": 0.1, "pair": 0.2, "relatedness": 0.3, "total": 0.6}
+            progress.update(LossRecord.of(iteration, losses, {"backbone": 1e-5, "head": 1e-4}))
+    line = caplog.records[-1].getMessage()
+    share = int(line.split("% of the time waiting for data")[0].rsplit(" ", 1)[-1])
+    assert line.startswith("iter 2/2 loss 0.6000") and 90 <= share <= 100  # almost all of it was waiting

@@ -39,7 +39,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -364,7 +364,8 @@ def run(
                                          processes=processes, device=device)  # fmt: skip
                 trainer = wrap_distributed(state.model, processes, device)
                 progress = ProgressLog(state.iteration, stop, train, processes=processes, device=device)
-                steps = grouped(loader, loader.batch_sampler.steps_per_iteration)  # each iteration's micro-batches
+                # each iteration's micro-batches, the time spent waiting for them told to the log
+                steps = timed_waits(grouped(loader, loader.batch_sampler.steps_per_iteration), progress.waited)
                 for iteration, batches in zip(range(state.iteration, stop), steps):
                     # step
                     terms = train_step(
@@ -554,6 +555,20 @@ def training_loader(
     )  # fmt: skip
 
 
+def timed_waits(items: Iterable[T], report: Callable[[float], None]) -> Iterator[T]:
+    """The items, calling `report` with the seconds each one took to arrive (for a DataLoader: how long
+    training waited for its input)."""
+    iterator = iter(items)
+    while True:
+        start = time.perf_counter()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        report(time.perf_counter() - start)
+        yield item
+
+
 def grouped(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """Consecutive lists of `size` items (the last may be shorter)."""
     iterator = iter(items)
@@ -627,7 +642,11 @@ def stop_on_signal(signum: int, state: TrainingState, out_dir: Path, processes: 
 
 
 class ProgressLog:
-    """A log line every `train.log_every` iterations (means since the last line) and a tqdm bar on a TTY."""
+    """A log line every `train.log_every` iterations (means since the last line) and a tqdm bar on a TTY.
+
+    The line also says which share of the time since the last line went to waiting for the data loader
+    (`waited`): well above a few percent, the GPU waits for its input (more `train.num_workers`, or
+    `model.decode: device`; README "Performance")."""
 
     def __init__(
         self, start: int, stop: int, train: TrainConfig, *, processes: Processes, device: torch.device
@@ -637,7 +656,8 @@ class ProgressLog:
         self.start, self.stop, self.total, self.every = start, stop, train.iterations, train.log_every
         self.quiet = quiet = not processes.is_main
         self.window: list[LossRecord] = []
-        self.started = time.perf_counter()
+        self.started = self.window_started = time.perf_counter()
+        self.window_wait = 0.0  # seconds spent waiting for data since the last line
         self.bar = tqdm(total=stop - start, unit="it", desc="train", disable=quiet or not sys.stderr.isatty())
         if not quiet:
             log.info("training iterations %d-%d of %d on %s (batch %d over %d process(es), %s, %d CPU threads)",
@@ -654,14 +674,21 @@ class ProgressLog:
             return
         mean = {name: float(np.mean([getattr(r, name) for r in self.window]))
                 for name in ("loss_total", "loss_image", "loss_pair", "loss_relatedness")}  # fmt: skip
-        rate = (record.iteration - self.start) / (time.perf_counter() - self.started)
+        now = time.perf_counter()
+        rate = (record.iteration - self.start) / (now - self.started)
+        waiting = self.window_wait / max(now - self.window_started, 1e-9)
         if not self.quiet:
             log.info(
-                "iter %d/%d loss %.4f (image %.4f pair %.4f relatedness %.4f) lr %.2e/%.2e %.2f it/s",
+                "iter %d/%d loss %.4f (image %.4f pair %.4f relatedness %.4f) lr %.2e/%.2e %.2f it/s, "
+                "%.0f%% of the time waiting for data",
                 record.iteration, self.total, mean["loss_total"], mean["loss_image"], mean["loss_pair"],
-                mean["loss_relatedness"], record.lr_backbone, record.lr_head, rate,
+                mean["loss_relatedness"], record.lr_backbone, record.lr_head, rate, 100 * waiting,
             )  # fmt: skip
-        self.window = []
+        self.window, self.window_started, self.window_wait = [], now, 0.0
+
+    def waited(self, seconds: float) -> None:
+        """Time spent waiting for the next iteration's batches."""
+        self.window_wait += seconds
 
     def close(self) -> None:
         self.bar.close()
