@@ -51,9 +51,17 @@ class LossTerms:
 
     def as_floats(self) -> dict[str, float]:
         """The terms and their total as Python floats (one host-device synchronisation for all)."""
-        names = [f.name for f in fields(self)]
-        values = torch.stack([getattr(self, name).detach().float() for name in names] + [self.total.detach().float()])
-        return dict(zip([*names, "total"], values.tolist()))
+        return LossTerms.read_back([self])[0]
+
+    @staticmethod
+    def read_back(steps: Sequence[LossTerms]) -> list[dict[str, float]]:
+        """Each step's terms and total as Python floats, with one host-device synchronisation for all steps."""
+        names = [f.name for f in fields(LossTerms)]
+        values = torch.stack([
+            torch.stack([getattr(step, name).detach().float() for name in names] + [step.total.detach().float()])
+            for step in steps
+        ])  # (steps, terms + 1)
+        return [dict(zip([*names, "total"], row)) for row in values.tolist()]
 
     def detached(self) -> LossTerms:
         """The same values without their graphs (what a training step keeps after backward)."""

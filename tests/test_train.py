@@ -6,6 +6,7 @@ Reruns (same training or another, SIGTERM, bad state files) are in test_training
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -329,6 +330,26 @@ def test_training_accumulates_micro_batches(split, tmp_path):
         torch.testing.assert_close(b[key], a[key], rtol=1e-3, atol=1e-5, msg=key)
     assert [r["loss_total"] for r in read_csv(tmp_path / "whole" / "losses.csv")] == pytest.approx(
         [r["loss_total"] for r in read_csv(tmp_path / "micro" / "losses.csv")])  # fmt: skip
+
+
+def test_the_loop_reads_the_losses_back_once_per_log_line_and_records_every_iteration(split, tmp_path, monkeypatch):
+    """Reading losses waits for the device: 7 iterations logged every 3, a checkpoint at 4: reads after 3, 4
+    (before the checkpoint saves the history), 6 and 7, each of the iterations since the last; losses.csv and
+    the checkpoint still hold every iteration, equal to reading each step alone."""
+    from hoi_pipeline.losses import LossTerms
+
+    reads: list[int] = []
+    read_back = LossTerms.read_back
+    monkeypatch.setattr(LossTerms, "read_back", staticmethod(lambda steps: reads.append(len(steps)) or read_back(steps)))
+    train = TrainConfig(iterations=7, batch_size=2, num_workers=0, precision="fp32", log_every=3, checkpoint_every=4)
+    run_training(split, tmp_path / "run", train)
+    assert reads == [3, 1, 2, 1]
+    rows = read_csv(tmp_path / "run" / "losses.csv")
+    assert [int(r["iteration"]) for r in rows] == list(range(1, 8))
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["iteration"] == 7
+    reads.clear()
+    run_training(split, tmp_path / "each", dataclasses.replace(train, log_every=1))  # each step read alone
+    assert reads == [1] * 7 and read_csv(tmp_path / "each" / "losses.csv") == rows
 
 
 def test_compile_compiles_the_backbone_in_place(split, tmp_path, monkeypatch):

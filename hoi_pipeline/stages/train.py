@@ -366,6 +366,7 @@ def run(
                 progress = ProgressLog(state.iteration, stop, train, processes=processes, device=device)
                 # each iteration's micro-batches, the time spent waiting for them told to the log
                 steps = timed_waits(grouped(loader, loader.batch_sampler.steps_per_iteration), progress.waited)
+                unread = UnreadLosses()  # read back from the device once per log line, not once per iteration
                 for iteration, batches in zip(range(state.iteration, stop), steps):
                     # step
                     terms = train_step(
@@ -373,17 +374,21 @@ def run(
                         loss_config=loss_config, iteration=iteration, grad_clip=train.grad_clip, device=device,
                         precision=train.precision,
                     )  # fmt: skip
-                    record = LossRecord.of(iteration + 1, terms.as_floats(), learning_rates(state.optimizer))
+                    unread.add(iteration + 1, terms, learning_rates(state.optimizer))
                     state.scheduler.step()
                     state.iteration = iteration + 1
-                    state.history.append(record)
-                    # log
-                    progress.update(record)
+                    checkpoint = state.iteration % train.checkpoint_every == 0 and processes.is_main
+                    stopping = termination.agreed(processes, device)
+                    # log (and record the losses before a checkpoint saves them)
+                    if checkpoint or stopping or state.iteration % train.log_every == 0 or state.iteration == stop:
+                        for record in unread.read():
+                            state.history.append(record)
+                            progress.update(record)
                     # checkpoint
-                    if state.iteration % train.checkpoint_every == 0 and processes.is_main:
+                    if checkpoint:
                         state.save(out_dir)
                         saved_at = state.iteration
-                    if termination.agreed(processes, device):
+                    if stopping:
                         break
                 progress.close()
             if processes.is_main and state.iteration != saved_at:
@@ -553,6 +558,27 @@ def training_loader(
         pin_memory=device.type == "cuda", worker_init_fn=_ignore_termination,
         generator=torch.Generator().manual_seed(train.seed),  # worker seeds never draw from the global RNG
     )  # fmt: skip
+
+
+class UnreadLosses:
+    """The loss terms of the iterations since the last read, still on the device: reading them back
+    waits for the GPU to finish its queued work, so the loop does it once per log line (one
+    synchronisation for all of them) and lets the host queue the next iterations meanwhile."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, LossTerms, dict[str, float]]] = []
+
+    def add(self, iteration: int, terms: LossTerms, learning_rates: dict[str, float]) -> None:
+        self.steps.append((iteration, terms, learning_rates))
+
+    def read(self) -> list[LossRecord]:
+        """The records of the iterations added since the last read, in order."""
+        if not self.steps:
+            return []
+        values = LossTerms.read_back([terms for _, terms, _ in self.steps])
+        records = [LossRecord.of(i, losses, lrs) for (i, _, lrs), losses in zip(self.steps, values)]
+        self.steps = []
+        return records
 
 
 def timed_waits(items: Iterable[T], report: Callable[[float], None]) -> Iterator[T]:
